@@ -1,1 +1,30 @@
-fn main() {}
+//! `overlink`: a self-hosted Private Link gateway.
+//!
+//! Subcommands:
+//! - `demo`: walks a newcomer through the Private Link workflow on the built-in default
+//!   topology: two networks with the same prefix, a service in one, an endpoint in the other.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+/// A self-hosted Private Link gateway: reach a service across networks with overlapping IPs.
+#[derive(Debug, Parser)]
+#[command(name = "overlink", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the built-in demo: consumer and service in two networks with identical prefixes.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo => demo::run(),
+    }
+}
