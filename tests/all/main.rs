@@ -5,6 +5,7 @@ mod icmp_errors;
 mod malformed;
 mod overlap;
 mod ports;
+mod telemetry;
 mod timers;
 mod translate;
 mod workers;

@@ -14,6 +14,7 @@ mod craft;
 pub mod model;
 pub mod neighbor;
 pub mod policy;
+pub mod telemetry;
 mod worker;
 
 pub use counters::{Counters, DropReason, Event, SharedCounters};
@@ -21,4 +22,5 @@ pub use model::{
     Address, ConnectionState, EchoMode, Endpoint, EndpointId, Model, ModelError, Network, Service, ServiceId,
 };
 pub use policy::{AllowApproved, ConnectRequest, ConnectVerdict, Policy};
+pub use telemetry::{FlowSample, LinkStats, Telemetry, WorkerReport};
 pub use worker::{FlowState, Mailboxes, Message, Rewrite, SharedModel, Worker, WorkerConfig};

@@ -12,6 +12,7 @@
 //! responder (ARP, ICMP echo), ICMP error translation, or a counted drop. Only the slow path
 //! allocates, and only there is the policy called.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::craft::{self, ResetTo};
 use crate::model::{Address, ConnectionState, EchoMode, EndpointId, Model, ServiceId};
 use crate::neighbor::{NeighborSlot, Neighbors, Waiting};
 use crate::policy::{ConnectRequest, ConnectVerdict, Policy};
+use crate::telemetry::{self, FlowSample, LinkStats, Telemetry, WorkerReport, SAMPLE_LIMIT};
 
 /// The model as the control plane publishes it: swapped atomically, read once per burst.
 pub type SharedModel = Arc<ArcSwap<Model>>;
@@ -176,6 +178,10 @@ pub struct WorkerConfig {
     pub neighbor_waiting: usize,
     /// Rate limit of RSTs and ICMP errors the worker originates, per second.
     pub generated_per_second: u32,
+    /// How often a report for the control plane is started (see [`Telemetry`]).
+    pub report_interval: Duration,
+    /// Flow slots a report pass examines per poll.
+    pub report_budget: usize,
 }
 
 impl Default for WorkerConfig {
@@ -189,6 +195,8 @@ impl Default for WorkerConfig {
             neighbor_capacity: 4096,
             neighbor_waiting: 256,
             generated_per_second: 10_000,
+            report_interval: Duration::from_secs(1),
+            report_budget: 256,
         }
     }
 }
@@ -264,6 +272,13 @@ pub struct Worker<I: PacketIo, P: Policy, C: Clock> {
     generated: RateLimit,
     now: Instant,
     polls: u32,
+    telemetry: Option<Arc<Telemetry>>,
+    report: WorkerReport,
+    report_cursor: Option<usize>,
+    next_report: Instant,
+    nat_holders: HashMap<Ipv4Addr, u64>,
+    /// Totals of flows already freed, per link id.
+    ended: HashMap<u32, LinkStats>,
 }
 
 impl<I: PacketIo, P: Policy, C: Clock> std::fmt::Debug for Worker<I, P, C> {
@@ -335,9 +350,21 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             shared_counters: Arc::new(SharedCounters::default()),
             now,
             polls: 0,
+            telemetry: None,
+            report: WorkerReport::default(),
+            report_cursor: None,
+            next_report: now,
+            nat_holders: HashMap::new(),
+            ended: HashMap::new(),
         };
         worker.adopt_nat_ips();
         worker
+    }
+
+    /// Publishes flow reports for the control plane into `telemetry` from now on.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// This worker's counters.
@@ -879,6 +906,9 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         match self.flows.insert(forward, reverse, state, self.now + transitory) {
             Ok(id) => {
                 self.counters.event(Event::FlowsCreated);
+                if self.telemetry.is_some() {
+                    self.ended.entry(endpoint.link_id).or_default().flows_created += 1;
+                }
                 self.forward(id, Direction::ToService, buf, p);
             }
             Err(_) => {
@@ -1158,6 +1188,8 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
     fn timers(&mut self) {
         let now = self.now;
         let ports = &mut self.ports;
+        let ended = &mut self.ended;
+        let keep_totals = self.telemetry.is_some();
         let (mut expired, mut freed) = (0, 0);
         self.flows.sweep(
             now,
@@ -1169,10 +1201,20 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             |_, entry| {
                 freed += 1;
                 ports.release(*entry.value.nat.ip(), entry.value.nat.port());
+                if keep_totals {
+                    let totals = ended.entry(entry.value.link_id).or_default();
+                    for d in 0..2 {
+                        totals.packets[d] += entry.value.packets[d];
+                        totals.bytes[d] += entry.value.bytes[d];
+                    }
+                }
             },
         );
         self.counters.events[Event::FlowsExpired as usize] += expired;
         self.counters.events[Event::FlowsFreed as usize] += freed;
+        if self.telemetry.is_some() {
+            self.report_step();
+        }
         if self.neighbors.waiting() == 0 {
             return;
         }
@@ -1201,6 +1243,82 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         }
         self.ready = ready;
         self.requests = requests;
+    }
+}
+
+impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
+    /// Advances the report pass by a budget of slots; publishes at the end of a pass.
+    #[cold]
+    fn report_step(&mut self) {
+        let start = match self.report_cursor {
+            Some(c) => c,
+            None if self.now >= self.next_report => {
+                self.next_report = self.now + self.config.report_interval;
+                self.report.links.clear();
+                self.report.sample.clear();
+                self.report.active_flows = 0;
+                self.report.cooling_flows = 0;
+                self.nat_holders.clear();
+                0
+            }
+            None => return,
+        };
+        let end = (start + self.config.report_budget.max(1)).min(self.flows.capacity());
+        for slot in start..end {
+            let Some(entry) = self.flows.get(FlowId(u32::try_from(slot).unwrap_or(u32::MAX))) else { continue };
+            let flow = &entry.value;
+            if entry.state == EntryState::Live {
+                self.report.active_flows += 1;
+            } else {
+                self.report.cooling_flows += 1;
+            }
+            *self.nat_holders.entry(*flow.nat.ip()).or_default() += 1;
+            let link = self.report.links.entry(flow.link_id).or_default();
+            for d in 0..2 {
+                link.packets[d] += flow.packets[d];
+                link.bytes[d] += flow.bytes[d];
+            }
+            if entry.state == EntryState::Live {
+                link.active_flows += 1;
+            }
+            if self.report.sample.len() < SAMPLE_LIMIT {
+                self.report.sample.push(FlowSample {
+                    worker: self.config.id,
+                    protocol: flow.protocol,
+                    consumer: flow.rewrite[1].dst,
+                    endpoint: flow.rewrite[1].src,
+                    nat: flow.nat,
+                    backend: flow.backend,
+                    link_id: flow.link_id,
+                    state: telemetry::state_name(flow.protocol, entry.state, flow.tcp.map(|t| t.state)),
+                    packets: flow.packets,
+                    bytes: flow.bytes,
+                });
+            }
+        }
+        if end < self.flows.capacity() {
+            self.report_cursor = Some(end);
+            return;
+        }
+        self.report_cursor = None;
+        for (id, totals) in &self.ended {
+            self.report.links.entry(*id).or_default().add(totals);
+        }
+        self.report.nat_ips.clear();
+        for ip in self.ports.nat_ips().collect::<Vec<_>>() {
+            if let Some((used, capacity)) = self.ports.usage(ip) {
+                let holders = self.nat_holders.get(&ip).copied().unwrap_or(0);
+                self.report.nat_ips.insert(ip, (used, capacity, holders));
+            }
+        }
+        self.report.passes += 1;
+        let passes = self.report.passes;
+        if let Some(t) = &self.telemetry {
+            if t.publish(self.config.id, &mut self.report) {
+                // `report` now holds the previous one; keep counting passes from ours.
+                self.report.passes = passes;
+            }
+        }
     }
 }
 
