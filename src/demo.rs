@@ -18,8 +18,8 @@ use datapath::{
 use flow::{NetworkId, SystemClock, Timeouts};
 use io::{MemBuf, MemIo, MemPool, PortId};
 use wire::{
-    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol,
-    Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet,
+    Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
 };
 
 const CONSUMER_PORT: PortId = PortId(0);
@@ -139,7 +139,11 @@ fn describe(frame: &[u8]) -> String {
     match eth.ethertype() {
         EtherType::Arp => match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
             Ok(ArpRepr::EthernetIpv4 {
-                operation, source_hardware_addr, source_protocol_addr, target_protocol_addr, ..
+                operation,
+                source_hardware_addr,
+                source_protocol_addr,
+                target_protocol_addr,
+                ..
             }) => match operation {
                 ArpOperation::Request => format!("ARP who-has {target_protocol_addr} tell {source_protocol_addr}"),
                 _ => format!("ARP {source_protocol_addr} is-at {source_hardware_addr}"),
@@ -172,13 +176,16 @@ fn describe(frame: &[u8]) -> String {
     }
 }
 
+/// Frames the gateway sent: (to the consumer network, to the provider network).
+type Frames = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 struct Demo {
     worker: Worker<MemIo, AllowApproved, SystemClock>,
     model: SharedModel,
 }
 
 impl Demo {
-    fn send(&mut self, port: PortId, frame: &[u8]) -> anyhow::Result<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    fn send(&mut self, port: PortId, frame: &[u8]) -> anyhow::Result<Frames> {
         let network = if port == CONSUMER_PORT { "consumer" } else { "provider" };
         println!("    {network:>8} → gateway   {}", describe(frame));
         if !self.worker.io_mut().inject(port, frame) {
@@ -229,8 +236,10 @@ pub fn run() -> anyhow::Result<()> {
     let to_gw = (CONSUMER_MAC, GW_MAC_CONSUMER);
 
     println!("1. The consumer looks up the endpoint address; the gateway answers for it.");
-    let (replies, _) =
-        demo.send(CONSUMER_PORT, &arp(ArpOperation::Request, (CONSUMER_MAC, CONSUMER_IP), (EthernetAddress([0; 6]), ENDPOINT_IP)))?;
+    let (replies, _) = demo.send(
+        CONSUMER_PORT,
+        &arp(ArpOperation::Request, (CONSUMER_MAC, CONSUMER_IP), (EthernetAddress([0; 6]), ENDPOINT_IP)),
+    )?;
     if replies.len() != 1 {
         bail!("the gateway did not answer ARP for the endpoint");
     }
@@ -251,17 +260,16 @@ pub fn run() -> anyhow::Result<()> {
         bail!("expected an ARP request towards the backend");
     }
     println!("   The backend answers; the waiting SYN goes out translated:");
-    let (_, out) = demo.send(
-        PROVIDER_PORT,
-        &arp(ArpOperation::Reply, (BACKEND_MAC, BACKEND_IP), (GW_MAC_PROVIDER, GATEWAY_IP)),
-    )?;
+    let (_, out) =
+        demo.send(PROVIDER_PORT, &arp(ArpOperation::Reply, (BACKEND_MAC, BACKEND_IP), (GW_MAC_PROVIDER, GATEWAY_IP)))?;
     let translated = out.first().context("the SYN was not released after ARP")?;
     let ip = Ipv4Packet::new_checked(&translated[14..]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let seg = TcpPacket::new_checked(ip.payload()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let nat = SocketAddrV4::new(ip.src_addr(), seg.src_port());
 
     println!("\n4. The service answers the NAT address; the gateway maps it back to the consumer.");
-    let syn_ack = tcp((BACKEND_MAC, GW_MAC_PROVIDER), backend, nat, 5000, Some(1001), TcpFlags::SYN | TcpFlags::ACK, &[]);
+    let syn_ack =
+        tcp((BACKEND_MAC, GW_MAC_PROVIDER), backend, nat, 5000, Some(1001), TcpFlags::SYN | TcpFlags::ACK, &[]);
     let (back, _) = demo.send(PROVIDER_PORT, &syn_ack)?;
     if back.len() != 1 {
         bail!("the SYN-ACK did not reach the consumer");

@@ -143,8 +143,17 @@ impl<P: Policy> Harness<P> {
         config: impl Fn(usize) -> WorkerConfig,
         policy: impl Fn(usize) -> P,
     ) -> Self {
+        Self::with_shared(Arc::new(ArcSwap::from_pointee(model)), workers, config, policy)
+    }
+
+    /// Workers reading the model the control plane publishes in `shared`.
+    pub fn with_shared(
+        shared: SharedModel,
+        workers: usize,
+        config: impl Fn(usize) -> WorkerConfig,
+        policy: impl Fn(usize) -> P,
+    ) -> Self {
         let clock = ManualClock::new(Instant::from_nanos(1_000_000_000));
-        let shared: SharedModel = Arc::new(ArcSwap::from_pointee(model));
         let pool = MemPool::new(8192 * workers.max(1));
         let mailboxes = Mailboxes::<MemBuf>::new(workers, 1024);
         let ports = shared.load().networks.iter().map(|n| n.port.index() + 1).max().unwrap_or(1);
