@@ -3,7 +3,9 @@
 //! Subcommands:
 //! - `demo`: walks a newcomer through the Private Link workflow on the built-in default
 //!   topology: two networks with the same prefix, a service in one, an endpoint in the other.
+//! - `ctl`: a client of the admin API (services, endpoints, approvals, flows, counters).
 
+mod ctl;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +22,19 @@ struct Cli {
 enum Command {
     /// Run the built-in demo: consumer and service in two networks with identical prefixes.
     Demo,
+    /// Talk to a running gateway's admin API.
+    Ctl {
+        #[command(flatten)]
+        connection: ctl::Connection,
+        #[command(subcommand)]
+        command: ctl::CtlCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo => demo::run(),
+        Command::Ctl { connection, command } => ctl::run(&connection, command),
     }
 }
