@@ -19,6 +19,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 enum Command {
     /// Run the built-in demo: consumer and service in two networks with identical prefixes.
     Demo,
