@@ -13,9 +13,11 @@ bench:
     cargo bench --bench datapath 2>&1 | tee target/bench.log
     @grep '^bench ' target/bench.log
 
-# Short fuzzing runs of every target (see fuzz/README.md).
-fuzz seconds="60":
-    cd fuzz && for t in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do RUSTC_BOOTSTRAP=1 cargo fuzz run $t seeds/$t -- -max_total_time={{seconds}}; done
+# Fuzz each target for `secs` seconds (new inputs go to the git-ignored fuzz/corpus/; see fuzz/README.md).
+fuzz secs="60":
+    mkdir -p fuzz/corpus/frame_parser fuzz/corpus/pipeline
+    RUSTC_BOOTSTRAP=1 cargo fuzz run frame_parser fuzz/corpus/frame_parser fuzz/seeds/frame_parser -- -max_total_time={{secs}}
+    RUSTC_BOOTSTRAP=1 cargo fuzz run pipeline fuzz/corpus/pipeline fuzz/seeds/pipeline -- -max_total_time={{secs}}
 
 # Formatting and lints.
 lint:

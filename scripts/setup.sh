@@ -3,8 +3,9 @@
 # Idempotent; safe to run on every test run.
 set -euo pipefail
 
-# Debian packages the test suite uses (none yet beyond a C toolchain for -sys crates).
-APT_PACKAGES=(build-essential pkg-config)
+# Debian packages the test suite uses: a C toolchain for -sys crates, and
+# prometheus for `promtool check metrics` (crates/control/tests/metrics.rs checks /metrics with it).
+APT_PACKAGES=(build-essential pkg-config prometheus)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,7 +18,7 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }

@@ -29,6 +29,7 @@ fn reports_count_flows_packets_and_nat_holders() {
     h.exchange(PORT_B, &udp(l2_backend(), backend, nats[0], 64, b"reply"));
     h.advance(Duration::from_secs(2));
     h.sweep();
+    h.poll_n(16);
     let reports = telemetry.reports();
     assert!(reports[0].passes >= 1);
     assert_eq!(reports[0].active_flows, 3);
@@ -43,14 +44,18 @@ fn reports_count_flows_packets_and_nat_holders() {
     // After expiry and the cool-down, the totals remain and nothing holds the NAT IP.
     h.advance(Duration::from_secs(301));
     h.sweep();
+    h.poll_n(16);
     h.advance(Duration::from_secs(2));
     h.sweep();
+    h.poll_n(16);
     assert_eq!(telemetry.flows_holding(NAT_IP), 3, "cooling flows still hold their NAT ports");
     assert_eq!(telemetry.reports()[0].cooling_flows, 3);
     h.advance(Duration::from_secs(121));
     h.sweep();
+    h.poll_n(16);
     h.advance(Duration::from_secs(2));
     h.sweep();
+    h.poll_n(16);
     assert_eq!(telemetry.flows_holding(NAT_IP), 0);
     let link = telemetry.links()[&LINK_ID];
     assert_eq!(link.packets, [3, 1]);

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use admin_http::{Handler, Method, Peer, Request, Response};
+use admin_http::{Handler, Method, Peer, Request, Response, StatusCounts};
 use datapath::{Counters, DropReason, Event, SharedCounters, Telemetry};
 use serde::Deserialize;
 use serde_json::json;
@@ -210,6 +210,7 @@ pub struct Api {
     counters: Vec<Arc<SharedCounters>>,
     tokens: Tokens,
     status_counts: BTreeMap<u16, u64>,
+    server_counts: Option<StatusCounts>,
     last_created: Option<(Instant, u64)>,
     new_flows_per_second: f64,
 }
@@ -241,6 +242,7 @@ impl Api {
             counters,
             tokens,
             status_counts: BTreeMap::new(),
+            server_counts: None,
             last_created: None,
             new_flows_per_second: 0.0,
         }
@@ -251,9 +253,17 @@ impl Api {
         &mut self.control
     }
 
-    /// Responses so far, by status.
+    /// Responses this handler produced so far, by status.
     pub fn status_counts(&self) -> &BTreeMap<u16, u64> {
         &self.status_counts
+    }
+
+    /// Makes `overlink_admin_requests_total` report every response the server sent, including
+    /// those it answers without the handler (413, 431, 408, 400 for malformed HTTP, 503 beyond the
+    /// connection limit). Call it with [`admin_http::Server::status_counts_handle`] after binding;
+    /// without it the metric only counts the handler's own responses.
+    pub fn count_server_responses(&mut self, counts: StatusCounts) {
+        self.server_counts = Some(counts);
     }
 
     /// The datapath counters summed over workers.
@@ -567,7 +577,8 @@ impl Api {
             );
         }
         e.family("overlink_admin_requests_total", "counter", "Admin API responses, by status.");
-        for (status, n) in &self.status_counts {
+        let statuses = self.server_counts.as_ref().map_or_else(|| self.status_counts.clone(), StatusCounts::snapshot);
+        for (status, n) in &statuses {
             e.sample("overlink_admin_requests_total", &[("status", &status.to_string())], *n as f64);
         }
         e.finish()

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use arrayvec::ArrayVec;
 use crossbeam_queue::ArrayQueue;
 use flow::{
     owner_of_port, Clock, Direction, EntryState, FlowId, FlowKey, FlowTable, Instant, NetworkId, PortAllocator,
@@ -170,8 +171,10 @@ pub struct WorkerConfig {
     pub flow_capacity: usize,
     /// Seed for hashing and port randomisation.
     pub seed: u64,
-    /// Flow slots examined for expiry per poll.
-    pub sweep_budget: usize,
+    /// The expiry sweep visits every flow slot once per this period (spread over the polls in
+    /// between). Expiry itself is exact: an expired flow is also ended when its next packet
+    /// arrives; the sweep only reclaims the slots and NAT ports of flows that went quiet.
+    pub sweep_period: Duration,
     /// Neighbour table capacity.
     pub neighbor_capacity: usize,
     /// Frames that may wait for address resolution.
@@ -191,7 +194,7 @@ impl Default for WorkerConfig {
             workers: 1,
             flow_capacity: 1 << 16,
             seed: 0x6f76_6572_6c69_6e6b,
-            sweep_budget: 64,
+            sweep_period: Duration::from_secs(5),
             neighbor_capacity: 4096,
             neighbor_waiting: 256,
             generated_per_second: 10_000,
@@ -224,6 +227,19 @@ struct Parsed {
     payload_len: usize,
     icmp_type: u8,
     handed_in: bool,
+}
+
+/// What the first passes over a burst learned about one frame.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Drop it for this reason.
+    Drop(DropReason),
+    /// ARP.
+    Arp,
+    /// An ICMP error.
+    IcmpError(Parsed),
+    /// A frame with a flow key, its hash, and the lookup result.
+    Flow(Parsed, FlowKey, u32, Option<(FlowId, Direction)>),
 }
 
 /// A token bucket for frames the worker originates.
@@ -273,6 +289,9 @@ pub struct Worker<I: PacketIo, P: Policy, C: Clock> {
     now: Instant,
     polls: u32,
     telemetry: Option<Arc<Telemetry>>,
+    /// Slots the sweep may still examine (fractional credit in 1/2^16 units).
+    sweep_credit: u64,
+    last_sweep: Instant,
     report: WorkerReport,
     report_cursor: Option<usize>,
     next_report: Instant,
@@ -351,6 +370,8 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             now,
             polls: 0,
             telemetry: None,
+            sweep_credit: 0,
+            last_sweep: now,
             report: WorkerReport::default(),
             report_cursor: None,
             next_report: now,
@@ -440,10 +461,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             let mut rx = std::mem::take(&mut self.rx);
             self.io.rx_burst(port, &mut rx);
             work += rx.len();
-            for buf in rx.drain(..) {
-                self.counters.event(Event::Received);
-                self.process(port, buf, false);
-            }
+            self.process_burst(port, &mut rx);
             self.rx = rx;
         }
         self.timers();
@@ -485,6 +503,79 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
     fn drop_packet(&mut self, reason: DropReason, buf: I::Buf) {
         self.counters.drop(reason);
         drop(buf);
+    }
+
+    /// Runs a received burst through the paths in three passes, so that the cache misses of
+    /// its flow lookups overlap instead of following one another: parse every frame and read
+    /// its index bucket; look every flow up and read its entry; then process in order. A lookup
+    /// made stale by an earlier frame of the same burst (a flow created or ended) is redone.
+    fn process_burst(&mut self, port: PortId, rx: &mut Burst<I::Buf>) {
+        let mut steps: ArrayVec<Step, BURST> = ArrayVec::new();
+        for buf in rx.iter() {
+            let step = match self.parse(port, buf.data(), false) {
+                Ok(Some(p)) if p.protocol == Protocol::Icmp && is_icmp_error(p.icmp_type) => Step::IcmpError(p),
+                Ok(Some(p)) => {
+                    let key = FlowKey::new(
+                        p.network,
+                        p.protocol,
+                        SocketAddrV4::new(p.src, p.sport),
+                        SocketAddrV4::new(p.dst, p.dport),
+                    );
+                    Step::Flow(p, key, self.flows.hash(&key), None)
+                }
+                Ok(None) => Step::Arp,
+                Err(reason) => Step::Drop(reason),
+            };
+            steps.push(step);
+        }
+        // Tight loops of independent reads: the CPU keeps many of their misses in flight at once.
+        let mut touched = 0u64;
+        for step in &steps {
+            if let Step::Flow(_, _, hash, _) = step {
+                touched = touched.wrapping_add(self.flows.touch_bucket(*hash));
+            }
+        }
+        for step in steps.iter_mut() {
+            if let Step::Flow(_, key, hash, found) = step {
+                *found = self.flows.lookup_hashed(key, *hash);
+            }
+        }
+        for step in &steps {
+            if let Step::Flow(_, _, _, Some((id, direction))) = step {
+                if let Some(e) = self.flows.get(*id) {
+                    let d = index(*direction);
+                    touched = touched
+                        .wrapping_add(e.deadline.as_nanos())
+                        .wrapping_add(e.value.packets[d])
+                        .wrapping_add(u64::from(e.value.rewrite[d].neighbor.0));
+                }
+            }
+        }
+        std::hint::black_box(touched);
+        for (buf, step) in rx.drain(..).zip(steps) {
+            self.counters.event(Event::Received);
+            match step {
+                Step::Drop(reason) => self.drop_packet(reason, buf),
+                Step::Arp => self.arp(port, buf),
+                Step::IcmpError(p) => self.icmp_error(buf, &p),
+                Step::Flow(p, key, hash, found) => {
+                    let still_valid = |(id, direction): (FlowId, Direction)| {
+                        self.flows.get(id).is_some_and(|e| match direction {
+                            Direction::ToService => e.forward == key && e.state == EntryState::Live,
+                            Direction::ToConsumer => e.reverse == key,
+                        })
+                    };
+                    let found = match found {
+                        Some(hit) if still_valid(hit) => Some(hit),
+                        _ => self.flows.lookup_hashed(&key, hash),
+                    };
+                    match found {
+                        Some((id, direction)) => self.forward(id, direction, buf, &p),
+                        None => self.miss(buf, &p),
+                    }
+                }
+            }
+        }
     }
 
     /// Classifies one frame and sends it down the fast or slow path.
@@ -1184,8 +1275,35 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         }
     }
 
+    /// Runs the expiry sweep over the whole table now (tests, and before reading exact totals).
+    pub fn sweep_all(&mut self) {
+        self.now = self.clock.now();
+        self.sweep(self.flows.capacity());
+    }
+
     /// Flow expiry and neighbour retries.
     fn timers(&mut self) {
+        // Credit the sweep for the time since the last poll: capacity slots per sweep period.
+        let elapsed = self.now.saturating_duration_since(self.last_sweep);
+        self.last_sweep = self.now;
+        let period = self.config.sweep_period.as_nanos().max(1);
+        let capacity = self.flows.capacity() as u128;
+        let earned = (elapsed.as_nanos().saturating_mul(capacity) << 16) / period;
+        self.sweep_credit =
+            u64::try_from(u128::from(self.sweep_credit) + earned).unwrap_or(u64::MAX).min((capacity as u64) << 16);
+        let slots = usize::try_from(self.sweep_credit >> 16).unwrap_or(usize::MAX);
+        if slots > 0 {
+            self.sweep_credit -= (slots as u64) << 16;
+            self.sweep(slots);
+        }
+        if self.telemetry.is_some() {
+            self.report_step();
+        }
+        self.service_neighbors();
+    }
+
+    /// Examines `slots` flow slots for expiry.
+    fn sweep(&mut self, slots: usize) {
         let now = self.now;
         let ports = &mut self.ports;
         let ended = &mut self.ended;
@@ -1193,7 +1311,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         let (mut expired, mut freed) = (0, 0);
         self.flows.sweep(
             now,
-            self.config.sweep_budget,
+            slots,
             |_, entry| {
                 expired += 1;
                 SweepAction::Cool { until: now + entry.value.cooldown }
@@ -1212,9 +1330,11 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         );
         self.counters.events[Event::FlowsExpired as usize] += expired;
         self.counters.events[Event::FlowsFreed as usize] += freed;
-        if self.telemetry.is_some() {
-            self.report_step();
-        }
+    }
+
+    /// Releases frames whose neighbour resolved, retries ARP, gives up after three tries.
+    fn service_neighbors(&mut self) {
+        let now = self.now;
         if self.neighbors.waiting() == 0 {
             return;
         }

@@ -225,7 +225,9 @@ impl<V> FlowTable<V> {
     }
 
     #[inline]
-    fn hash(&self, key: &FlowKey) -> u32 {
+    /// The table's (seeded) hash of `key`, for [`FlowTable::lookup_hashed`].
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u32 {
         let (a, b) = key.words();
         let h = folded_multiply(a ^ self.seeds[0], b ^ self.seeds[1]);
         let h = bucket_hash(folded_multiply(h ^ self.seeds[2], 0x9E37_79B9_7F4A_7C15));
@@ -268,6 +270,20 @@ impl<V> FlowTable<V> {
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(FlowId, Direction)> {
         self.find(key, self.hash(key))
+    }
+
+    /// [`FlowTable::lookup`] with the hash already computed by [`FlowTable::hash`].
+    #[inline]
+    pub fn lookup_hashed(&self, key: &FlowKey, hash: u32) -> Option<(FlowId, Direction)> {
+        self.find(key, hash)
+    }
+
+    /// Reads the first index bucket of `hash`, so that a lookup soon after finds it in cache;
+    /// a burst touches all its buckets first and the cache misses overlap. Returns the bucket
+    /// (fold it into `std::hint::black_box` so the read is not optimised away).
+    #[inline]
+    pub fn touch_bucket(&self, hash: u32) -> u64 {
+        self.index.get(hash as usize & self.mask).copied().unwrap_or(0)
     }
 
     /// [`FlowTable::lookup`] for a burst: `out[i]` gets the result for `keys[i]` (up to the
