@@ -1289,8 +1289,8 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         let period = self.config.sweep_period.as_nanos().max(1);
         let capacity = self.flows.capacity() as u128;
         let earned = (elapsed.as_nanos().saturating_mul(capacity) << 16) / period;
-        self.sweep_credit =
-            u64::try_from(u128::from(self.sweep_credit) + earned).unwrap_or(u64::MAX).min((capacity as u64) << 16);
+        let full_pass = u64::try_from(capacity << 16).unwrap_or(u64::MAX);
+        self.sweep_credit = u64::try_from(u128::from(self.sweep_credit) + earned).unwrap_or(u64::MAX).min(full_pass);
         let slots = usize::try_from(self.sweep_credit >> 16).unwrap_or(usize::MAX);
         if slots > 0 {
             self.sweep_credit -= (slots as u64) << 16;

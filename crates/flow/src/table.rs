@@ -226,7 +226,6 @@ impl<V> FlowTable<V> {
 
     #[inline]
     /// The table's (seeded) hash of `key`, for [`FlowTable::lookup_hashed`].
-    #[inline]
     pub fn hash(&self, key: &FlowKey) -> u32 {
         let (a, b) = key.words();
         let h = folded_multiply(a ^ self.seeds[0], b ^ self.seeds[1]);
