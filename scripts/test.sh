@@ -11,3 +11,6 @@ cargo fmt --all -- --check
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== fuzz smoke"
+./scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
