@@ -275,7 +275,9 @@ impl Api {
         total
     }
 
-    fn authorise(&self, request: &Request, route: &Route) -> Result<Actor, Response> {
+    /// Who is asking, and what they may do: checked before the route is even decoded, so a
+    /// caller without credentials learns nothing about which routes exist.
+    fn authenticate(&self, request: &Request) -> Result<(Actor, Role), Response> {
         let (who, role) = match &request.peer {
             Peer::Unix { uid, .. } => (format!("unix:uid={}", uid.map_or("?".into(), |u| u.to_string())), Role::Admin),
             Peer::Tcp(addr) => {
@@ -297,21 +299,26 @@ impl Api {
                 }
             }
         };
-        if route.mutates() && role != Role::Admin {
-            return Err(Response::error(403, "this token may only read; changes need the admin token"));
-        }
-        Ok(Actor(who))
+        Ok((Actor(who), role))
     }
 
     fn dispatch(&mut self, request: &Request) -> Response {
-        let route = match route(method_name(&request.method), &request.path) {
-            Ok(r) => r,
-            Err(resp) => return resp,
-        };
-        let actor = match self.authorise(request, &route) {
+        let (actor, role) = match self.authenticate(request) {
             Ok(a) => a,
             Err(resp) => return resp,
         };
+        // HEAD is answered like GET (the server sends no body).
+        let method = match method_name(&request.method) {
+            "HEAD" => "GET",
+            m => m,
+        };
+        let route = match route(method, &request.path) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        if route.mutates() && role != Role::Admin {
+            return Response::error(403, "this token may only read; changes need the admin token");
+        }
         match route {
             Route::Health => json_response(200, &json!({"status": "ok"})),
             Route::Metrics => {

@@ -471,7 +471,16 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("no service `{name_or_alias}`")))
     }
 
-    /// Every endpoint, optionally only those of `service` or `state`.
+    /// A service that has not been deleted.
+    fn find_live_service(&self, name_or_alias: &str) -> Result<&config::ServiceConfig> {
+        let s = self.find_service(name_or_alias)?;
+        if self.state.services.get(&s.name).is_some_and(|r| r.deleted) {
+            return Err(ControlError::NotFound(format!("no service `{name_or_alias}` (it was deleted)")));
+        }
+        Ok(s)
+    }
+
+    /// Every endpoint.
     pub fn endpoints(&self) -> Vec<EndpointView> {
         self.state.endpoints.values().map(|e| self.endpoint_view(e)).collect()
     }
@@ -675,7 +684,7 @@ impl Control {
     pub fn add_nat_ip(&mut self, actor: &Actor, service: &str, ip: Ipv4Addr) -> Result<ServiceView> {
         let target = format!("{service}/{ip}");
         let checked = (|| {
-            let s = self.find_service(service)?;
+            let s = self.find_live_service(service)?;
             let (_, network) =
                 self.config.network(&s.network).ok_or_else(|| ControlError::NotFound("network".into()))?;
             if !network.contains(ip) || ip == network.address {
@@ -720,7 +729,7 @@ impl Control {
     ) -> Result<ServiceView> {
         let target = format!("{service}/{ip}");
         let checked = (|| {
-            let s = self.find_service(service)?;
+            let s = self.find_live_service(service)?;
             let rec = self.state.services.get(&s.name).cloned().unwrap_or_default();
             let current = current_nat_ips(&s.nat_ips, &rec);
             if !current.contains(&ip) {

@@ -98,6 +98,10 @@ fn private_link_workflow_on_the_engine() {
     control.delete_service(&actor, "web").unwrap();
     assert!(control.endpoints().iter().all(|e| e.state == "disconnected"));
     assert!(matches!(control.delete_service(&actor, "web"), Err(ControlError::NotFound(_))));
+    assert!(matches!(
+        control.add_nat_ip(&actor, "web", Ipv4Addr::new(198, 18, 0, 202)),
+        Err(ControlError::NotFound(_))
+    ));
     // The rejected consumer deletes and asks anew — the service is gone, so: not found.
     control.delete_endpoint(&actor, &ep.name).unwrap();
     assert!(matches!(

@@ -21,6 +21,6 @@ pub use counters::{Counters, DropReason, Event, SharedCounters};
 pub use model::{
     Address, ConnectionState, EchoMode, Endpoint, EndpointId, Model, ModelError, Network, Service, ServiceId,
 };
-pub use policy::{AllowApproved, ConnectRequest, ConnectVerdict, Policy};
+pub use policy::{AllowApproved, ConnectRequest, ConnectVerdict, Policy, TlvError, Tlvs, MAX_TLV_BYTES};
 pub use telemetry::{FlowSample, LinkStats, Telemetry, WorkerReport};
 pub use worker::{FlowState, Mailboxes, Message, Rewrite, SharedModel, Worker, WorkerConfig};

@@ -36,7 +36,7 @@ use crate::counters::{Counters, DropReason, Event, SharedCounters};
 use crate::craft::{self, ResetTo};
 use crate::model::{Address, ConnectionState, EchoMode, EndpointId, Model, ServiceId};
 use crate::neighbor::{NeighborSlot, Neighbors, Waiting};
-use crate::policy::{ConnectRequest, ConnectVerdict, Policy};
+use crate::policy::{ConnectRequest, ConnectVerdict, Policy, Tlvs};
 use crate::telemetry::{self, FlowSample, LinkStats, Telemetry, WorkerReport, SAMPLE_LIMIT};
 
 /// The model as the control plane publishes it: swapped atomically, read once per burst.
@@ -282,6 +282,8 @@ pub struct Worker<I: PacketIo, P: Policy, C: Clock> {
     rx: Burst<I::Buf>,
     tx: Vec<Burst<I::Buf>>,
     ready: Vec<(PortId, I::Buf)>,
+    /// TLVs the policy adds to the flow being created (kept for PROXY v2 insertion).
+    tlvs: Tlvs,
     requests: Vec<(NetworkId, Ipv4Addr)>,
     counters: Counters,
     shared_counters: Arc<SharedCounters>,
@@ -349,6 +351,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             flows: FlowTable::with_capacity(config.flow_capacity, config.seed ^ 0x5eed),
             neighbors: Neighbors::new(config.neighbor_capacity, config.neighbor_waiting),
             ready: Vec::with_capacity(config.neighbor_waiting),
+            tlvs: Tlvs::default(),
             requests: Vec::with_capacity(64),
             generated: RateLimit {
                 per_second: config.generated_per_second,
@@ -442,6 +445,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
     pub fn poll(&mut self) -> usize {
         self.now = self.clock.now();
         self.refresh_model();
+        self.policy.between_bursts();
         let mut work = 0;
         for _ in 0..BURST {
             match self.mailboxes.recv(self.config.id) {
@@ -891,7 +895,8 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         let source = SocketAddrV4::new(p.src, p.sport);
         let destination = SocketAddrV4::new(p.dst, p.dport);
         let request = ConnectRequest { service, endpoint, protocol: p.protocol, source, destination };
-        match self.policy.connect(&request) {
+        self.tlvs.clear();
+        match self.policy.connect(&request, &mut self.tlvs) {
             ConnectVerdict::Allow => {}
             ConnectVerdict::Deny => return self.drop_packet(DropReason::PolicyDenied, buf),
             ConnectVerdict::Reset => return self.refuse(buf, p, DropReason::PolicyReset),
