@@ -21,6 +21,7 @@ use serde::Serialize;
 use store::{AuditEntry, AuditLog, Store};
 use wire::EthernetAddress;
 
+use crate::hooks::{Approval, ApprovalRequest, EndpointPolicy, Visibility};
 use crate::state::{EndpointRecord, EndpointState, Mutation, Origin, ServiceRecord, State};
 
 /// Take a snapshot of the state after this many logged mutations.
@@ -153,6 +154,7 @@ pub struct Control {
     generation: u64,
     ports: Vec<(PortId, EthernetAddress)>,
     workers: usize,
+    hooks: Option<Box<dyn EndpointPolicy>>,
 }
 
 fn now_secs() -> u64 {
@@ -209,10 +211,17 @@ impl Control {
             generation: 0,
             ports,
             workers,
+            hooks: None,
         };
         control.reconcile_with_config().map_err(|e| e.to_string())?;
         control.publish().map_err(|e| e.to_string())?;
         Ok(control)
+    }
+
+    /// Lets `hooks` (the plugin chain) decide visibility and approval of new endpoints; where
+    /// it abstains, the configuration's lists decide.
+    pub fn set_endpoint_policy(&mut self, hooks: Box<dyn EndpointPolicy>) {
+        self.hooks = Some(hooks);
     }
 
     /// The model snapshot the workers read.
@@ -511,7 +520,7 @@ impl Control {
         }
     }
 
-    fn check_create(&self, r: CreateEndpoint) -> Result<EndpointRecord> {
+    fn check_create(&mut self, r: CreateEndpoint) -> Result<EndpointRecord> {
         if !self.config.accounts.iter().any(|a| a == &r.account) {
             return Err(ControlError::Invalid(format!(
                 "account: `{}` is not a known account; known accounts: {}",
@@ -531,11 +540,21 @@ impl Control {
         let not_found = || {
             ControlError::NotFound(format!("service: no service `{}` is visible to account `{}`", r.service, r.account))
         };
-        let service = self.find_service(&r.service).map_err(|_| not_found())?;
+        let service = self.find_service(&r.service).map_err(|_| not_found())?.clone();
         let record = self.state.services.get(&service.name).cloned().unwrap_or_default();
-        if record.deleted || !self.config.is_visible(service, &r.account) || record.alias != r.service {
+        if record.deleted || record.alias != r.service {
             return Err(not_found());
         }
+        let visible = match self.hooks.as_mut().map(|h| h.visible(&r.account, &service.name, &service.provider)) {
+            Some(Visibility::Visible) => true,
+            Some(Visibility::Hidden) => false,
+            Some(Visibility::Abstain) | None => self.config.is_visible(&service, &r.account),
+        };
+        if !visible {
+            return Err(not_found());
+        }
+        let network = network.clone();
+        let service = &service;
         let name = match r.name {
             Some(n) => {
                 if !valid_name(&n) {
@@ -585,10 +604,25 @@ impl Control {
         if r.message.len() > 1024 {
             return Err(ControlError::Invalid("message: at most 1024 bytes".into()));
         }
-        let state = if self.config.is_auto_approved(service, &r.account) {
-            EndpointState::Approved
-        } else {
-            EndpointState::Pending
+        let decision = self.hooks.as_mut().map(|h| {
+            h.approval(&ApprovalRequest {
+                account: &r.account,
+                endpoint: &name,
+                network: &r.network,
+                address: r.address,
+                service: &service.name,
+                provider: &service.provider,
+                message: &r.message,
+            })
+        });
+        let (state, reason) = match decision {
+            Some(Approval::Approve) => (EndpointState::Approved, String::new()),
+            Some(Approval::Pending) => (EndpointState::Pending, String::new()),
+            Some(Approval::Reject(reason)) => (EndpointState::Rejected, reason),
+            Some(Approval::Abstain) | None if self.config.is_auto_approved(service, &r.account) => {
+                (EndpointState::Approved, String::new())
+            }
+            Some(Approval::Abstain) | None => (EndpointState::Pending, String::new()),
         };
         Ok(EndpointRecord {
             name,
@@ -600,7 +634,7 @@ impl Control {
             state,
             link_id: self.new_link_id(),
             request_message: r.message,
-            reason: String::new(),
+            reason,
             origin: Origin::Api,
             created_at: now_secs(),
         })

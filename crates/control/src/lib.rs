@@ -9,9 +9,11 @@
 
 pub mod api;
 pub mod control;
+pub mod hooks;
 pub mod metrics;
 pub mod state;
 
 pub use api::{Api, Tokens, ROUTES};
 pub use control::{Actor, Control, ControlError, CreateEndpoint, EndpointView, ServiceView};
+pub use hooks::{Approval, ApprovalRequest, EndpointPolicy, Visibility};
 pub use state::{EndpointRecord, EndpointState, Mutation, Origin, State};

@@ -211,3 +211,49 @@ fn mutations_are_refused_when_the_audit_log_cannot_be_written() {
     let control = Control::open(common::config(dir.path()), common::ports()).unwrap();
     assert!(control.endpoints().is_empty(), "nothing was persisted either");
 }
+
+/// A hook standing in for the plugin chain.
+#[derive(Debug)]
+struct Hook;
+
+impl control::EndpointPolicy for Hook {
+    fn visible(&mut self, account: &str, _service: &str, _provider: &str) -> control::Visibility {
+        match account {
+            "team-c" => control::Visibility::Hidden,
+            "team-b" => control::Visibility::Visible,
+            _ => control::Visibility::Abstain,
+        }
+    }
+
+    fn approval(&mut self, request: &control::ApprovalRequest<'_>) -> control::Approval {
+        match request.account {
+            "team-a" if request.message == "reject me" => control::Approval::Reject("no contract".into()),
+            "team-b" => control::Approval::Approve,
+            _ => control::Approval::Abstain,
+        }
+    }
+}
+
+#[test]
+fn endpoint_hooks_decide_where_they_answer_and_the_lists_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = Control::open(common::config(dir.path()), common::ports()).unwrap();
+    control.set_endpoint_policy(Box::new(Hook));
+    let actor = Actor("test".into());
+    let alias = control.services()[0].alias.clone();
+    // The hook hides the service from team-c although the list shows it.
+    let err = control.create_endpoint(&actor, request("team-c", Ipv4Addr::new(198, 18, 0, 70), &alias)).unwrap_err();
+    assert!(matches!(err, ControlError::NotFound(_)));
+    // The hook shows it to team-b (not on the list) and approves it.
+    let b = control.create_endpoint(&actor, request("team-b", Ipv4Addr::new(198, 18, 0, 71), &alias)).unwrap();
+    assert_eq!(b.state, "approved");
+    // team-a: the hook abstains on visibility (the list shows it) and rejects with a reason.
+    let mut r = request("team-a", Ipv4Addr::new(198, 18, 0, 72), &alias);
+    r.message = "reject me".into();
+    let a = control.create_endpoint(&actor, r).unwrap();
+    assert_eq!((a.state, a.reason.as_str()), ("rejected", "no contract"));
+    // Abstain everywhere: the lists decide (team-a is visible but not auto-approved).
+    let mut r = request("team-a", Ipv4Addr::new(198, 18, 0, 73), &alias);
+    r.name = Some("team-a-2".into());
+    assert_eq!(control.create_endpoint(&actor, r).unwrap().state, "pending");
+}
