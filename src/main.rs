@@ -7,6 +7,7 @@
 
 mod ctl;
 mod demo;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 enum Command {
+    /// Run the gateway with a configuration file until SIGINT/SIGTERM.
+    Run(run::RunArgs),
     /// Run the built-in demo: consumer and service in two networks with identical prefixes.
     Demo,
     /// Talk to a running gateway's admin API.
@@ -32,10 +35,19 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Demo => demo::run(),
         Command::Ctl { connection, command } => ctl::run(&connection, command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, without a backtrace.
+            eprintln!("overlink: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -197,18 +197,61 @@ impl Counters {
 pub struct SharedCounters {
     drops: [AtomicU64; DropReason::COUNT],
     events: [AtomicU64; Event::COUNT],
+    /// Per port: the backend's counters (rx, rx bytes, rx dropped, tx, tx bytes, tx dropped).
+    ports: Vec<[AtomicU64; 6]>,
 }
 
 impl Default for SharedCounters {
     fn default() -> Self {
-        SharedCounters {
-            drops: std::array::from_fn(|_| AtomicU64::new(0)),
-            events: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
+        SharedCounters::with_ports(0)
     }
 }
 
 impl SharedCounters {
+    /// Counters with room for `ports` ports' backend statistics.
+    pub fn with_ports(ports: usize) -> Self {
+        SharedCounters {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+            ports: (0..ports).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+        }
+    }
+
+    /// Publishes the backend's counters of port `port`.
+    pub fn publish_port(&self, port: usize, stats: &io::PortStats) {
+        if let Some(p) = self.ports.get(port) {
+            let values = [
+                stats.rx_packets,
+                stats.rx_bytes,
+                stats.rx_dropped,
+                stats.tx_packets,
+                stats.tx_bytes,
+                stats.tx_dropped,
+            ];
+            for (a, v) in p.iter().zip(values) {
+                a.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The last published backend counters, per port.
+    pub fn ports(&self) -> Vec<io::PortStats> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let v: [u64; 6] = std::array::from_fn(|i| p[i].load(Ordering::Relaxed));
+                io::PortStats {
+                    rx_packets: v[0],
+                    rx_bytes: v[1],
+                    rx_dropped: v[2],
+                    tx_packets: v[3],
+                    tx_bytes: v[4],
+                    tx_dropped: v[5],
+                }
+            })
+            .collect()
+    }
+
     /// Publishes `counters` (called by the owning worker between bursts).
     pub fn publish(&self, counters: &Counters) {
         for (a, v) in self.drops.iter().zip(counters.drops.iter()) {

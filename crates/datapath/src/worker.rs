@@ -346,6 +346,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             config.seed ^ (config.id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
         let tx = (0..io.ports()).map(|_| Burst::new()).collect();
+        let shared_counters = Arc::new(SharedCounters::with_ports(io.ports()));
         let now = clock.now();
         let mut worker = Worker {
             flows: FlowTable::with_capacity(config.flow_capacity, config.seed ^ 0x5eed),
@@ -369,7 +370,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             rx: Burst::new(),
             tx,
             counters: Counters::default(),
-            shared_counters: Arc::new(SharedCounters::default()),
+            shared_counters,
             now,
             polls: 0,
             telemetry: None,
@@ -438,7 +439,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
                 std::hint::spin_loop();
             }
         }
-        self.shared_counters.publish(&self.counters);
+        self.publish();
     }
 
     /// One round: snapshot, mailbox, rx bursts, tx flush, timers. Returns the frames handled.
@@ -472,7 +473,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         self.flush();
         self.polls = self.polls.wrapping_add(1);
         if self.polls % PUBLISH_EVERY == 0 {
-            self.shared_counters.publish(&self.counters);
+            self.publish();
         }
         work
     }
@@ -489,6 +490,10 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
     /// Publishes the counters now.
     pub fn publish(&self) {
         self.shared_counters.publish(&self.counters);
+        for p in 0..self.tx.len() {
+            let port = PortId(u16::try_from(p).unwrap_or(u16::MAX));
+            self.shared_counters.publish_port(p, &self.io.stats(port));
+        }
     }
 
     #[inline]

@@ -1,0 +1,230 @@
+//! `overlink run --config FILE`: the gateway.
+//!
+//! Start-up order: configuration, I/O ports (their MACs feed the model), the control plane
+//! (state directory, audit log), the admin API, then one worker per configured core. It runs until
+//! SIGINT or SIGTERM, then stops the workers, closes the API and prints the per-port and
+//! per-reason totals, like `dpdk-testpmd`. Every start-up error is one line and exit status 1.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use admin_http::{Limits, Listeners, Server};
+use anyhow::{anyhow, Context};
+use clap::Args;
+use config::{Config, IoBackend};
+use control::{Api, Control, Tokens};
+use datapath::{
+    AllowApproved, Counters, DropReason, Event, Mailboxes, Policy, SharedCounters, Telemetry, Worker, WorkerConfig,
+};
+use flow::SystemClock;
+use io::{MemIo, MemPool, PacketIo, PortId, PortStats};
+use wire::EthernetAddress;
+
+/// Options of `overlink run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Print per-port statistics every N seconds (0: only at exit).
+    #[arg(long, default_value_t = 0)]
+    pub stats_period: u64,
+}
+
+/// How the ports of one backend are opened for each worker.
+trait Backend: Send + Sync + 'static {
+    type Io: PacketIo + Send + 'static;
+    /// The MAC address of each configured network's port, in config order.
+    fn macs(&self) -> Vec<EthernetAddress>;
+    /// Opens the ports for worker `worker`.
+    fn open(&self, worker: usize) -> anyhow::Result<Self::Io>;
+}
+
+/// In-memory ports: nothing arrives, nothing leaves. For trying the control plane and the admin
+/// API without touching any interface.
+struct Memory {
+    ports: usize,
+}
+
+impl Backend for Memory {
+    type Io = MemIo;
+
+    fn macs(&self) -> Vec<EthernetAddress> {
+        (0..self.ports).map(|i| EthernetAddress([0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0xff)])).collect()
+    }
+
+    fn open(&self, _worker: usize) -> anyhow::Result<MemIo> {
+        Ok(MemIo::new(MemPool::new(4096), self.ports, 1024))
+    }
+}
+
+fn read_token(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = token.trim().to_string();
+    if token.len() < 16 {
+        return Err(anyhow!(
+            "the admin token in {} is shorter than 16 characters; use a long random token",
+            path.display()
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = config::load(&args.config).map_err(|e| anyhow!("{}: {e}", args.config.display()))?;
+    match config.gateway.io {
+        IoBackend::Memory => {
+            let backend = Memory { ports: config.networks.len() };
+            serve(config, backend, args)
+        }
+        IoBackend::AfPacket => Err(anyhow!(
+            "io = \"afpacket\": the AF_PACKET backend is not part of this build yet; use io = \"memory\" to run the control plane alone"
+        )),
+        IoBackend::Dpdk => Err(anyhow!("io = \"dpdk\": this overlink was built without the `dpdk` feature")),
+    }
+}
+
+fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Result<()> {
+    let workers = config.gateway.workers;
+    let ports: Vec<(PortId, EthernetAddress)> = backend
+        .macs()
+        .into_iter()
+        .enumerate()
+        .map(|(i, mac)| (PortId(u16::try_from(i).unwrap_or(u16::MAX)), mac))
+        .collect();
+    let tokens = Tokens {
+        admin: read_token(&config.gateway.admin.token_file)?,
+        read: read_token(&config.gateway.admin.read_token_file)?,
+    };
+    let listeners = Listeners { unix: Some(config.gateway.admin.socket.clone()), tcp: config.gateway.admin.tcp };
+    let cores = config.gateway.cores.clone();
+    let flow_capacity = config.gateway.flow_capacity;
+    let network_names: Vec<String> = config.networks.iter().map(|n| n.name.clone()).collect();
+
+    let control = Control::open(config, ports).map_err(|e| anyhow!("{e}"))?;
+    let model = control.shared_model();
+    let telemetry = Telemetry::new(workers);
+
+    // Open every worker's ports before anything runs, so an I/O error stops start-up cleanly.
+    let backend = Arc::new(backend);
+    let mut ios = Vec::with_capacity(workers);
+    for w in 0..workers {
+        ios.push(backend.open(w)?);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install the signal handlers")?;
+    }
+
+    let mailboxes = Mailboxes::new(workers, 4096);
+    let mut counters: Vec<Arc<SharedCounters>> = Vec::new();
+    let mut handles = Vec::new();
+    for (w, io) in ios.into_iter().enumerate() {
+        let config = WorkerConfig { id: w, workers, flow_capacity, ..WorkerConfig::default() };
+        let worker = Worker::new(config, io, AllowApproved, SystemClock::new(), model.clone(), mailboxes.clone())
+            .with_telemetry(telemetry.clone());
+        counters.push(worker.shared_counters());
+        let stop = stop.clone();
+        let core = cores.as_ref().and_then(|c| c.get(w).copied());
+        let handle = thread::Builder::new()
+            .name(format!("overlink-worker-{w}"))
+            .spawn(move || run_worker(worker, core, &stop))
+            .context("cannot start a worker thread")?;
+        handles.push(handle);
+    }
+
+    let api = Api::new(control, telemetry, counters.clone(), tokens);
+    let mut server = match Server::bind(&listeners, Limits::default(), api) {
+        Ok(s) => s,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                let _ = h.join();
+            }
+            return Err(anyhow!("admin API: {e}"));
+        }
+    };
+    let status_counts = server.status_counts_handle();
+    server.handler().count_server_responses(status_counts);
+    let shutdown = server.shutdown_handle();
+    let api_thread = thread::Builder::new().name("overlink-admin".into()).spawn(move || server.run())?;
+
+    eprintln!(
+        "overlink: running {workers} worker(s) on {} network(s); admin API on {}",
+        network_names.len(),
+        listeners.unix.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    );
+    let period = Duration::from_secs(args.stats_period);
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(50));
+        if args.stats_period > 0 && Instant::now() >= next {
+            next += period;
+            print_stats("periodic", &network_names, &counters, false);
+        }
+    }
+    eprintln!("overlink: stopping");
+    shutdown.shutdown();
+    for h in handles {
+        let _ = h.join();
+    }
+    match api_thread.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("overlink: admin API: {e}"),
+        Err(_) => eprintln!("overlink: the admin API thread panicked"),
+    }
+    print_stats("totals at exit", &network_names, &counters, true);
+    Ok(())
+}
+
+fn run_worker<I: PacketIo, P: Policy>(mut worker: Worker<I, P, SystemClock>, core: Option<usize>, stop: &AtomicBool) {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            eprintln!("overlink: could not pin a worker to core {core}; it runs unpinned");
+        }
+    }
+    worker.run(stop);
+}
+
+/// Prints per-port RX/TX/dropped and the drop reasons, like testpmd's statistics.
+fn print_stats(title: &str, networks: &[String], counters: &[Arc<SharedCounters>], drops: bool) {
+    let mut total = Counters::default();
+    let mut ports: Vec<PortStats> = vec![PortStats::default(); networks.len()];
+    for c in counters {
+        total.add(&c.read());
+        for (p, s) in ports.iter_mut().zip(c.ports()) {
+            p.rx_packets += s.rx_packets;
+            p.rx_bytes += s.rx_bytes;
+            p.rx_dropped += s.rx_dropped;
+            p.tx_packets += s.tx_packets;
+            p.tx_bytes += s.tx_bytes;
+            p.tx_dropped += s.tx_dropped;
+        }
+    }
+    println!("---------------------- {title} ----------------------");
+    for (i, (name, p)) in networks.iter().zip(&ports).enumerate() {
+        println!(
+            "port {i} ({name}): RX-packets: {:<12} RX-dropped: {:<10} TX-packets: {:<12} TX-dropped: {}",
+            p.rx_packets, p.rx_dropped, p.tx_packets, p.tx_dropped
+        );
+    }
+    println!(
+        "gateway: received {} forwarded {} local {} dropped {}",
+        total.get(Event::Received),
+        total.get(Event::Forwarded),
+        total.get(Event::Local),
+        total.total_drops()
+    );
+    if drops {
+        for reason in DropReason::ALL.iter().filter(|r| total.dropped(**r) > 0) {
+            println!("  drop {:<28} {}", reason.name(), total.dropped(*reason));
+        }
+    }
+}
