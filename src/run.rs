@@ -34,13 +34,18 @@ pub struct RunArgs {
     pub stats_period: u64,
 }
 
-/// How the ports of one backend are opened for each worker.
+/// How the ports of one backend are opened for each worker. Port `i` is the `i`-th distinct
+/// interface of the configuration (networks on VLANs of one interface share its port).
 trait Backend: Send + Sync + 'static {
     type Io: PacketIo + Send + 'static;
-    /// The MAC address of each configured network's port, in config order.
-    fn macs(&self) -> Vec<EthernetAddress>;
     /// Opens the ports for worker `worker`.
     fn open(&self, worker: usize) -> anyhow::Result<Self::Io>;
+    /// The MAC address of each port.
+    fn macs(&self, io: &Self::Io) -> Vec<EthernetAddress>;
+    /// Start-up warnings (offloads that produce super-frames, ...).
+    fn warnings(&self, _io: &Self::Io) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// In-memory ports: nothing arrives, nothing leaves. For trying the control plane and the admin
@@ -52,13 +57,57 @@ struct Memory {
 impl Backend for Memory {
     type Io = MemIo;
 
-    fn macs(&self) -> Vec<EthernetAddress> {
-        (0..self.ports).map(|i| EthernetAddress([0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0xff)])).collect()
-    }
-
     fn open(&self, _worker: usize) -> anyhow::Result<MemIo> {
         Ok(MemIo::new(MemPool::new(4096), self.ports, 1024))
     }
+
+    fn macs(&self, _io: &MemIo) -> Vec<EthernetAddress> {
+        (0..self.ports).map(|i| EthernetAddress([0x02, 0, 0, 0, 0, u8::try_from(i + 1).unwrap_or(0xff)])).collect()
+    }
+}
+
+/// AF_PACKET rings on Linux interfaces, one socket per worker per interface in a fanout group.
+struct AfPacket {
+    interfaces: Vec<String>,
+    workers: usize,
+}
+
+impl Backend for AfPacket {
+    type Io = io_afpacket::AfPacketIo;
+
+    fn open(&self, worker: usize) -> anyhow::Result<Self::Io> {
+        let names: Vec<&str> = self.interfaces.iter().map(String::as_str).collect();
+        Ok(io_afpacket::AfPacketIo::open(&names, worker, self.workers, io_afpacket::RingConfig::default())?)
+    }
+
+    fn macs(&self, io: &Self::Io) -> Vec<EthernetAddress> {
+        (0..self.interfaces.len())
+            .map(|p| EthernetAddress(io.mac(PortId(u16::try_from(p).unwrap_or(u16::MAX)))))
+            .collect()
+    }
+
+    fn warnings(&self, io: &Self::Io) -> Vec<String> {
+        (0..self.interfaces.len())
+            .flat_map(|p| io.offload_warnings(PortId(u16::try_from(p).unwrap_or(u16::MAX))))
+            .collect()
+    }
+}
+
+/// The distinct interfaces of the configuration, in order of first use, and each network's port.
+fn interfaces(config: &Config) -> (Vec<String>, Vec<usize>) {
+    let mut names: Vec<String> = Vec::new();
+    let mut port_of = Vec::new();
+    for n in &config.networks {
+        let port = match names.iter().position(|i| i == &n.interface) {
+            Some(p) => p,
+            None => {
+                names.push(n.interface.clone());
+                names.len() - 1
+            }
+        };
+        port_of.push(port);
+    }
+    (names, port_of)
 }
 
 fn read_token(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
@@ -78,25 +127,35 @@ fn read_token(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
 /// Runs the gateway until SIGINT/SIGTERM.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let config = config::load(&args.config).map_err(|e| anyhow!("{}: {e}", args.config.display()))?;
+    let (names, _) = interfaces(&config);
     match config.gateway.io {
         IoBackend::Memory => {
-            let backend = Memory { ports: config.networks.len() };
+            let backend = Memory { ports: names.len() };
             serve(config, backend, args)
         }
-        IoBackend::AfPacket => Err(anyhow!(
-            "io = \"afpacket\": the AF_PACKET backend is not part of this build yet; use io = \"memory\" to run the control plane alone"
-        )),
+        IoBackend::AfPacket => {
+            let backend = AfPacket { interfaces: names, workers: config.gateway.workers };
+            serve(config, backend, args)
+        }
         IoBackend::Dpdk => Err(anyhow!("io = \"dpdk\": this overlink was built without the `dpdk` feature")),
     }
 }
 
 fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Result<()> {
     let workers = config.gateway.workers;
-    let ports: Vec<(PortId, EthernetAddress)> = backend
-        .macs()
-        .into_iter()
-        .enumerate()
-        .map(|(i, mac)| (PortId(u16::try_from(i).unwrap_or(u16::MAX)), mac))
+    // Open every worker's ports before anything runs, so an I/O error stops start-up cleanly.
+    let mut ios = Vec::with_capacity(workers);
+    for w in 0..workers {
+        ios.push(backend.open(w)?);
+    }
+    for warning in ios.first().map(|io| backend.warnings(io)).unwrap_or_default() {
+        eprintln!("overlink: warning: {warning}");
+    }
+    let macs = ios.first().map(|io| backend.macs(io)).unwrap_or_default();
+    let (_, port_of) = interfaces(&config);
+    let ports: Vec<(PortId, EthernetAddress)> = port_of
+        .iter()
+        .map(|&p| (PortId(u16::try_from(p).unwrap_or(u16::MAX)), macs.get(p).copied().unwrap_or_default()))
         .collect();
     let tokens = Tokens {
         admin: read_token(&config.gateway.admin.token_file)?,
@@ -105,18 +164,11 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
     let listeners = Listeners { unix: Some(config.gateway.admin.socket.clone()), tcp: config.gateway.admin.tcp };
     let cores = config.gateway.cores.clone();
     let flow_capacity = config.gateway.flow_capacity;
-    let network_names: Vec<String> = config.networks.iter().map(|n| n.name.clone()).collect();
+    let (port_names, _) = interfaces(&config);
 
     let control = Control::open(config, ports).map_err(|e| anyhow!("{e}"))?;
     let model = control.shared_model();
     let telemetry = Telemetry::new(workers);
-
-    // Open every worker's ports before anything runs, so an I/O error stops start-up cleanly.
-    let backend = Arc::new(backend);
-    let mut ios = Vec::with_capacity(workers);
-    for w in 0..workers {
-        ios.push(backend.open(w)?);
-    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -158,7 +210,7 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
 
     eprintln!(
         "overlink: running {workers} worker(s) on {} network(s); admin API on {}",
-        network_names.len(),
+        port_names.len(),
         listeners.unix.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
     );
     let period = Duration::from_secs(args.stats_period);
@@ -167,7 +219,7 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
         thread::sleep(Duration::from_millis(50));
         if args.stats_period > 0 && Instant::now() >= next {
             next += period;
-            print_stats("periodic", &network_names, &counters, false);
+            print_stats("periodic", &port_names, &counters, false);
         }
     }
     eprintln!("overlink: stopping");
@@ -180,7 +232,7 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
         Ok(Err(e)) => eprintln!("overlink: admin API: {e}"),
         Err(_) => eprintln!("overlink: the admin API thread panicked"),
     }
-    print_stats("totals at exit", &network_names, &counters, true);
+    print_stats("totals at exit", &port_names, &counters, true);
     Ok(())
 }
 

@@ -117,7 +117,7 @@ fn run_serves_the_api_stops_cleanly_and_keeps_state() {
 
     let (code, stdout, stderr) = terminate(child);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("totals at exit") && stdout.contains("port 0 (consumer)"), "{stdout}");
+    assert!(stdout.contains("totals at exit") && stdout.contains("port 0 (veth-c)"), "{stdout}");
     assert!(!socket.exists(), "the socket is removed at exit");
 
     // Restart: the approval is still there.

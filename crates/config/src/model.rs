@@ -22,6 +22,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// The private endpoints declared in the file, in file order.
     pub endpoints: Vec<EndpointConfig>,
+    /// Each plugin's own configuration, by plugin file name (e.g. `10-allow-accounts.wasm`), as
+    /// the JSON text its `init` receives. A plugin without an entry gets `{}`.
+    pub plugins: std::collections::BTreeMap<String, String>,
 }
 
 /// The packet I/O backend the workers use.

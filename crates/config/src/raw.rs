@@ -17,6 +17,9 @@ pub(crate) struct RawConfig {
     pub services: Vec<RawService>,
     #[serde(default)]
     pub endpoints: Vec<RawEndpoint>,
+    /// Per plugin file name, its own configuration table (handed to its `init` as JSON).
+    #[serde(default)]
+    pub plugins: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

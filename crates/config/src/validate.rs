@@ -174,9 +174,40 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config> {
     let gateway = gateway(&raw.gateway)?;
     let networks = networks(&raw.networks, gateway.io)?;
     let services = services(&raw.services, &accounts, &networks, &gateway.timeouts)?;
-    let config = Config { accounts, gateway, networks, services, endpoints: Vec::new() };
+    let plugins = plugins(&raw.plugins)?;
+    let config = Config { accounts, gateway, networks, services, endpoints: Vec::new(), plugins };
     let endpoints = endpoints(&raw.endpoints, &config)?;
     Ok(Config { endpoints, ..config })
+}
+
+/// `[plugins."file.wasm"]` tables: plain `.wasm` file names, each a table, rendered as JSON.
+fn plugins(
+    raw: &std::collections::BTreeMap<String, toml::Value>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, value) in raw {
+        let path = format!("plugins.\"{name}\"");
+        let plain = !name.is_empty() && !name.contains('/') && !name.starts_with('.') && name.len() <= 255;
+        if !plain || !name.ends_with(".wasm") {
+            return Err(err(
+                path,
+                q(name),
+                "a plugin is named by its file name in the plugins directory, ending in `.wasm` (no directories)",
+            ));
+        }
+        if !value.is_table() {
+            return Err(err(
+                path,
+                value.to_string(),
+                "a plugin's configuration is a table, e.g. `[plugins.\"x.wasm\"]`",
+            ));
+        }
+        let json = serde_json::to_string(value).map_err(|e| {
+            err(format!("plugins.\"{name}\""), "", format!("cannot be given to the plugin as JSON: {e}"))
+        })?;
+        out.insert(name.clone(), json);
+    }
+    Ok(out)
 }
 
 fn accounts(raw: &[String]) -> Result<Vec<String>> {

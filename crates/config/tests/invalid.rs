@@ -97,7 +97,7 @@ fn cases() -> Vec<(String, &'static str)> {
         (
             format!("foo = 1\n{BASE}"),
             "foo: unknown field `foo`, expected one of `accounts`, `gateway`, `networks`, `services`, \
-             `endpoints` (line 1, column 1)",
+             `endpoints`, `plugins` (line 1, column 1)",
         ),
         (
             edit("auto_approval = [\"team-a\"]\n", "auto_approval = [\"team-a\"]\n[services.timeouts]\ntcp = \"3h\"\n"),

@@ -339,3 +339,30 @@ fn the_multi_tenant_sample_uses_vlans_shared_prefixes_and_per_service_timeouts()
     let api = c.service("api").unwrap().1;
     assert!(c.is_auto_approved(api, "acme") && !c.is_auto_approved(api, "globex") && c.is_visible(api, "globex"));
 }
+
+#[test]
+fn plugin_configurations_are_handed_over_as_json_by_file_name() {
+    let c = config::parse(
+        r#"
+[plugins."10-allow-accounts.wasm"]
+accounts = ["team-a", "team-b"]
+[plugins."20-port-guard.wasm"]
+ports = [80, 443]
+icmp = false
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.plugins["10-allow-accounts.wasm"], r#"{"accounts":["team-a","team-b"]}"#);
+    let v: serde_json::Value = serde_json::from_str(&c.plugins["20-port-guard.wasm"]).unwrap();
+    assert_eq!(v, serde_json::json!({"ports": [80, 443], "icmp": false}));
+    let e = config::parse("[plugins.\"../evil.wasm\"]\nx = 1\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"plugins."../evil.wasm" = "../evil.wasm": a plugin is named by its file name in the plugins directory, ending in `.wasm` (no directories)"#
+    );
+    let e = config::parse("[plugins]\n\"a.wasm\" = 3\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"plugins."a.wasm" = 3: a plugin's configuration is a table, e.g. `[plugins."x.wasm"]`"#
+    );
+}
