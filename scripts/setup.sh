@@ -3,9 +3,10 @@
 # Idempotent; safe to run on every test run.
 set -euo pipefail
 
-# Debian packages the test suite uses: a C toolchain for -sys crates, and
-# prometheus for `promtool check metrics` (crates/control/tests/metrics.rs checks /metrics with it).
-APT_PACKAGES=(build-essential pkg-config prometheus)
+# Debian packages the test suite uses: a C toolchain for -sys crates;
+# prometheus for `promtool check metrics` (crates/control/tests/metrics.rs checks /metrics with it);
+# iproute2, ethtool, curl, iputils-ping and python3 for the end-to-end tests in namespaces (tests/e2e.rs).
+APT_PACKAGES=(build-essential pkg-config prometheus iproute2 ethtool curl iputils-ping python3)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
