@@ -19,6 +19,11 @@ fuzz secs="60":
     RUSTC_BOOTSTRAP=1 cargo fuzz run frame_parser fuzz/corpus/frame_parser fuzz/seeds/frame_parser -- -max_total_time={{secs}}
     RUSTC_BOOTSTRAP=1 cargo fuzz run pipeline fuzz/corpus/pipeline fuzz/seeds/pipeline -- -max_total_time={{secs}}
 
+# Build the example plugins (the workspace build does this too, via crates/policy/build.rs).
+plugins:
+    rustup target add wasm32-wasip2
+    cd plugins && cargo build --release --target wasm32-wasip2
+
 # Formatting and lints.
 lint:
     cargo fmt --all -- --check

@@ -47,6 +47,7 @@ fn model(generation: u64, state: ConnectionState) -> anyhow::Result<Model> {
     };
     let service = Service {
         name: "web".into(),
+        provider: "provider-b".into(),
         network: NetworkId(1),
         backends: vec![SocketAddrV4::new(BACKEND_IP, 8080)],
         nat_ips: vec![NAT_IP],

@@ -34,6 +34,34 @@ pub struct RunArgs {
     pub stats_period: u64,
 }
 
+/// The policy a worker asks about new flows: the native default, or the plugin chain.
+#[derive(Debug)]
+enum GatewayPolicy {
+    /// No plugins directory: every flow of an approved endpoint is allowed.
+    Native(AllowApproved),
+    /// The WebAssembly plugin chain from the plugins directory.
+    Plugins(Box<policy::WasmPolicy>),
+}
+
+impl Policy for GatewayPolicy {
+    fn connect(
+        &mut self,
+        request: &datapath::ConnectRequest<'_>,
+        tlvs: &mut datapath::Tlvs,
+    ) -> datapath::ConnectVerdict {
+        match self {
+            GatewayPolicy::Native(p) => p.connect(request, tlvs),
+            GatewayPolicy::Plugins(p) => p.connect(request, tlvs),
+        }
+    }
+
+    fn between_bursts(&mut self) {
+        if let GatewayPolicy::Plugins(p) = self {
+            p.between_bursts();
+        }
+    }
+}
+
 /// How the ports of one backend are opened for each worker. Port `i` is the `i`-th distinct
 /// interface of the configuration (networks on VLANs of one interface share its port).
 trait Backend: Send + Sync + 'static {
@@ -166,8 +194,28 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
     let flow_capacity = config.gateway.flow_capacity;
     let (port_names, _) = interfaces(&config);
 
-    let control = Control::open(config, ports).map_err(|e| anyhow!("{e}"))?;
+    let plugins_dir = config.gateway.plugins_dir.clone();
+    let plugin_configs: std::collections::HashMap<String, String> =
+        config.plugins.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut control = Control::open(config, ports).map_err(|e| anyhow!("{e}"))?;
     let model = control.shared_model();
+
+    // The plugin chain: compiled off the datapath, watched for changes, one instance set per
+    // worker and one for the control plane. Without a plugins directory no engine is started.
+    let watcher = match &plugins_dir {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(anyhow!("gateway.plugins_dir: {} is not a directory", dir.display()));
+            }
+            let host = policy::PolicyHost::new(policy::Limits::default()).map_err(|e| anyhow!("plugin host: {e}"))?;
+            let watcher = host.watch(dir, plugin_configs, workers);
+            let chain = watcher.handle().chain();
+            eprintln!("overlink: plugins from {}: {}", dir.display(), chain.names().join(", "));
+            control.set_endpoint_policy(Box::new(watcher.handle().endpoint_hooks()));
+            Some((host, watcher))
+        }
+        None => None,
+    };
     let telemetry = Telemetry::new(workers);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -180,7 +228,13 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
     let mut handles = Vec::new();
     for (w, io) in ios.into_iter().enumerate() {
         let config = WorkerConfig { id: w, workers, flow_capacity, ..WorkerConfig::default() };
-        let worker = Worker::new(config, io, AllowApproved, SystemClock::new(), model.clone(), mailboxes.clone())
+        let policy = match &watcher {
+            Some((_, w)) => GatewayPolicy::Plugins(Box::new(
+                w.handle().worker_policy(config.id).with_model(model.clone()).with_clock(SystemClock::new()),
+            )),
+            None => GatewayPolicy::Native(AllowApproved),
+        };
+        let worker = Worker::new(config, io, policy, SystemClock::new(), model.clone(), mailboxes.clone())
             .with_telemetry(telemetry.clone());
         counters.push(worker.shared_counters());
         let stop = stop.clone();

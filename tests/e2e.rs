@@ -7,7 +7,7 @@
 //! when an assertion fails. No packet can leave the namespaces: the gateway has no route out.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,9 @@ impl Topology {
             sh(&["id", "-u"]).stdout.starts_with(b"0"),
             "this test needs root (network namespaces and AF_PACKET); run the suite as root"
         );
-        let tag = std::process::id() % 100_000;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{n}", std::process::id() % 100_000);
         let names = [format!("olc{tag}"), format!("olg{tag}"), format!("olp{tag}")];
         let t = Topology { names: names.clone(), children: Vec::new(), dir: tempfile::tempdir().unwrap() };
         let [c, g, p] = &names;
@@ -97,6 +99,10 @@ impl Topology {
 }
 
 fn config(dir: &Path) -> String {
+    config_with(dir, "", "[80]")
+}
+
+fn config_with(dir: &Path, extra_gateway: &str, ports: &str) -> String {
     format!(
         r#"
 accounts = ["provider-b", "team-a"]
@@ -106,6 +112,7 @@ workers = 2
 state_dir = "{dir}/state"
 [gateway.admin]
 socket = "{dir}/admin.sock"
+{extra_gateway}
 [[networks]]
 name = "consumer"
 interface = "gc"
@@ -127,11 +134,112 @@ name = "web-a"
 account = "team-a"
 network = "consumer"
 address = "198.18.0.50"
-ports = [80]
+ports = {ports}
 service = "web"
 "#,
         dir = dir.display()
     )
+}
+
+/// Starts the service (http.server on 198.18.0.10:8080 serving `www`) and the gateway; returns
+/// the admin socket once it is up.
+fn start_gateway(t: &mut Topology, www: &str) -> PathBuf {
+    t.spawn_in(
+        2,
+        &["python3", "-m", "http.server", "8080", "--bind", "198.18.0.10", "--directory", www],
+        &t.path("http.log"),
+    );
+    let conf = t.path("overlink.toml");
+    t.spawn_in(1, &[env!("CARGO_BIN_EXE_overlink"), "run", "--config", conf.to_str().unwrap()], &t.path("gateway.log"));
+    let socket = t.path("admin.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        let log = std::fs::read_to_string(t.path("gateway.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "the gateway did not start: {log}");
+        sleep(Duration::from_millis(50));
+    }
+    sleep(Duration::from_millis(500)); // let http.server bind
+    socket
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_overlink"))
+        .args(["ctl", "--json", "--socket"])
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+/// The example plugins the build compiled (crates/policy/build.rs puts them under target/plugins).
+fn example_plugin(file: &str) -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_overlink"));
+    let target = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = target.join("plugins/wasm32-wasip2/release").join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: the policy crate's build script compiles the example plugins",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn plugins_approve_endpoints_and_guard_ports_on_the_real_datapath() {
+    let mut t = Topology::new();
+    std::fs::write(t.path("index.html"), "hello\n").unwrap();
+    let plugins = t.path("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(example_plugin("allow_accounts.wasm"), plugins.join("10-allow-accounts.wasm")).unwrap();
+    std::fs::copy(example_plugin("port_guard.wasm"), plugins.join("20-port-guard.wasm")).unwrap();
+    let extra = format!("plugins_dir = \"{}\"\n", plugins.display());
+    let mut text = config_with(t.dir.path(), "", "[80, 8081]");
+    // `plugins_dir` belongs to [gateway]; the plugin tables go at the end.
+    text = text.replace("[gateway]\n", &format!("[gateway]\n{extra}"));
+    text.push_str("\n[plugins.\"10-allow-accounts.wasm\"]\naccounts = [\"team-a\"]\n[plugins.\"20-port-guard.wasm\"]\nports = [80]\n");
+    // No endpoint in the file: it is created through the API so the plugins decide its approval.
+    let text = text[..text.find("[[endpoints]]").unwrap()].to_string() + &text[text.find("\n[plugins.").unwrap()..];
+    std::fs::write(t.path("overlink.toml"), text).unwrap();
+    let www = t.dir.path().to_str().unwrap().to_string();
+    let socket = start_gateway(&mut t, &www);
+
+    let services: serde_json::Value = serde_json::from_str(&ctl(&socket, &["service", "list"])).unwrap();
+    let alias = services[0]["alias"].as_str().unwrap().to_string();
+    let created: serde_json::Value = serde_json::from_str(&ctl(
+        &socket,
+        &[
+            "endpoint",
+            "create",
+            "--account",
+            "team-a",
+            "--network",
+            "consumer",
+            "--address",
+            "198.18.0.50",
+            "--service",
+            &alias,
+            "--port",
+            "80",
+            "--port",
+            "8081",
+            "--name",
+            "web-a",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(created["state"], "approved", "allow-accounts approved team-a's endpoint: {created}");
+
+    let (body, code) = t.curl("http://198.18.0.50/index.html");
+    assert_eq!((code.as_str(), body.as_str()), ("200", "hello\n"));
+    // port-guard resets flows to ports outside its list: curl fails at once instead of timing out.
+    let started = Instant::now();
+    let (_, code) = t.curl("http://198.18.0.50:8081/index.html");
+    assert_eq!(code, "000");
+    assert!(started.elapsed() < Duration::from_secs(2), "a reset, not a silent drop");
+    let stats: serde_json::Value = serde_json::from_str(&ctl(&socket, &["stats"])).unwrap();
+    assert!(stats["drops"]["policy_reset"].as_u64().unwrap() >= 1, "{stats}");
 }
 
 #[test]

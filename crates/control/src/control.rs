@@ -387,6 +387,7 @@ impl Control {
             service_ids.insert(s.name.clone(), ServiceId(u32::try_from(services.len()).unwrap_or(u32::MAX)));
             services.push(Service {
                 name: s.name.clone(),
+                provider: s.provider.clone(),
                 network: NetworkId(u16::try_from(network).unwrap_or(u16::MAX)),
                 backends: s.backends.clone(),
                 nat_ips,

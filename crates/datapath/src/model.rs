@@ -72,6 +72,8 @@ pub enum EchoMode {
 pub struct Service {
     /// Name, for counters and messages only.
     pub name: String,
+    /// The provider account that owns it (plugins see it).
+    pub provider: String,
     /// The provider network holding the backends and NAT IPs.
     pub network: NetworkId,
     /// Backends, `ip:port`; new flows are spread over them by a hash of the consumer's source.

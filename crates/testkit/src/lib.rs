@@ -87,6 +87,7 @@ pub fn standard_networks() -> Vec<Network> {
 pub fn standard_service() -> Service {
     Service {
         name: "web".into(),
+        provider: "provider-b".into(),
         network: NET_B,
         backends: vec![SocketAddrV4::new(BACKEND.ip, BACKEND_PORT)],
         nat_ips: vec![NAT_IP],
