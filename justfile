@@ -11,6 +11,7 @@ test:
 # Benchmarks; each figure ends in a `bench <name> <value> <unit>` line.
 bench:
     cargo bench --bench datapath 2>&1 | tee target/bench.log
+    cargo bench -p overlink-policy --bench policy 2>&1 | tee -a target/bench.log
     @grep '^bench ' target/bench.log
 
 # Fuzz each target for `secs` seconds (new inputs go to the git-ignored fuzz/corpus/; see fuzz/README.md).
