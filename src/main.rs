@@ -7,6 +7,7 @@
 
 mod ctl;
 mod demo;
+mod netns_demo;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -24,8 +25,19 @@ struct Cli {
 enum Command {
     /// Run the gateway with a configuration file until SIGINT/SIGTERM.
     Run(run::RunArgs),
-    /// Run the built-in demo: consumer and service in two networks with identical prefixes.
-    Demo,
+    /// Run the built-in demo: consumer and service in two networks with identical prefixes
+    /// (network namespaces, needs root; `--in-memory` runs the engine alone, without root).
+    Demo {
+        /// Drive the engine over in-memory ports instead of namespaces.
+        #[arg(long)]
+        in_memory: bool,
+    },
+    /// The demo's service (runs inside the provider namespace).
+    #[command(hide = true)]
+    DemoServe { addr: std::net::SocketAddr },
+    /// The demo's client (runs inside the consumer namespace).
+    #[command(hide = true)]
+    DemoFetch { addr: std::net::SocketAddr },
     /// Talk to a running gateway's admin API.
     Ctl {
         #[command(flatten)]
@@ -39,7 +51,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
-        Command::Demo => demo::run(),
+        Command::Demo { in_memory: true } => demo::run(),
+        Command::Demo { in_memory: false } => netns_demo::run(),
+        Command::DemoServe { addr } => netns_demo::serve(addr),
+        Command::DemoFetch { addr } => netns_demo::fetch(addr),
         Command::Ctl { connection, command } => ctl::run(&connection, command),
     };
     match result {
