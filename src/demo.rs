@@ -44,6 +44,7 @@ fn model(generation: u64, state: ConnectionState) -> anyhow::Result<Model> {
         address: GATEWAY_IP,
         prefix_len: 24,
         next_hop: None,
+        mtu: datapath::DEFAULT_MTU,
     };
     let service = Service {
         name: "web".into(),
@@ -53,6 +54,7 @@ fn model(generation: u64, state: ConnectionState) -> anyhow::Result<Model> {
         nat_ips: vec![NAT_IP],
         echo: EchoMode::Reply,
         timeouts: Timeouts::default(),
+        proxy: None,
     };
     let endpoint = Endpoint {
         name: "web-for-team-a".into(),

@@ -5,6 +5,8 @@ mod icmp_errors;
 mod malformed;
 mod overlap;
 mod ports;
+mod proxy;
+mod proxy_model;
 mod telemetry;
 mod timers;
 mod translate;

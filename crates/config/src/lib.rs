@@ -27,7 +27,10 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use flow::Timeouts;
-pub use model::{Admin, Config, EchoMode, EndpointConfig, Gateway, IoBackend, NetworkConfig, ServiceConfig};
+pub use model::{
+    Admin, Config, EchoMode, EndpointConfig, Gateway, IoBackend, NetworkConfig, ProxyPlacement, ProxySettings,
+    ServiceConfig,
+};
 pub use validate::{
     DEFAULT_ADMIN_SOCKET, DEFAULT_FLOW_CAPACITY, DEFAULT_NAT_PORTS, DEFAULT_STATE_DIR, DEFAULT_WORKERS, MAX_CORES,
     MAX_FLOW_CAPACITY, MAX_LIST, MAX_TIMEOUT, MAX_WORKERS, MIN_FLOW_CAPACITY,

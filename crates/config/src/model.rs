@@ -135,6 +135,8 @@ pub struct NetworkConfig {
     pub prefix_len: u8,
     /// The router for destinations outside the prefix, if any.
     pub next_hop: Option<Ipv4Addr>,
+    /// The largest IP packet the network carries (576..=9216, default 1500).
+    pub mtu: u16,
 }
 
 impl NetworkConfig {
@@ -201,8 +203,40 @@ pub struct ServiceConfig {
     pub echo: EchoMode,
     /// Whether a PROXY protocol v2 header is inserted at the start of each TCP connection.
     pub proxy_protocol: bool,
+    /// How the PROXY v2 header is inserted (meaningful when `proxy_protocol` is on).
+    pub proxy: ProxySettings,
     /// This service's idle timeouts: the gateway's, overridden by `[services.timeouts]`.
     pub timeouts: Timeouts,
+}
+
+/// Where the PROXY v2 header goes (`proxy_placement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyPlacement {
+    /// `"on_handshake_ack"` (default): on the client's handshake ACK, retransmitted by the gateway
+    /// until the server acknowledges it; serves protocols where the server speaks first.
+    #[default]
+    OnHandshakeAck,
+    /// `"on_first_data"`: on the first client segment carrying data or FIN.
+    OnFirstData,
+}
+
+/// PROXY v2 settings of a service (`proxy_placement`, `proxy_header_budget`,
+/// `proxy_probe_sources`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Where the header goes.
+    pub placement: ProxyPlacement,
+    /// The longest header allowed, 28..=255 bytes (default 107, what Debian 12's nginx reads).
+    pub header_budget: u16,
+    /// Consumer sources whose connections are health probes and get a LOCAL header:
+    /// `(address, prefix length)`.
+    pub probe_sources: Vec<(Ipv4Addr, u8)>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings { placement: ProxyPlacement::default(), header_budget: 107, probe_sources: Vec::new() }
+    }
 }
 
 /// One private endpoint (`[[endpoints]]`).
@@ -271,6 +305,7 @@ mod tests {
             address: Ipv4Addr::from(address),
             prefix_len,
             next_hop: None,
+            mtu: 1500,
         }
     }
 

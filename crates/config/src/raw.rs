@@ -66,6 +66,7 @@ pub(crate) struct RawNetwork {
     pub vlan: Option<i64>,
     pub address: String,
     pub next_hop: Option<String>,
+    pub mtu: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +83,9 @@ pub(crate) struct RawService {
     pub auto_approval: Vec<String>,
     pub echo: Option<String>,
     pub proxy_protocol: Option<bool>,
+    pub proxy_placement: Option<String>,
+    pub proxy_header_budget: Option<i64>,
+    pub proxy_probe_sources: Option<Vec<String>>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
 }

@@ -12,7 +12,10 @@ use flow::Timeouts;
 
 use crate::duration;
 use crate::error::ConfigError;
-use crate::model::{Admin, Config, EchoMode, EndpointConfig, Gateway, IoBackend, NetworkConfig, ServiceConfig};
+use crate::model::{
+    Admin, Config, EchoMode, EndpointConfig, Gateway, IoBackend, NetworkConfig, ProxyPlacement, ProxySettings,
+    ServiceConfig,
+};
 use crate::raw::{RawAdmin, RawConfig, RawEndpoint, RawGateway, RawNetwork, RawService, RawTimeouts};
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -494,6 +497,10 @@ fn networks(raw: &[RawNetwork], io: IoBackend) -> Result<Vec<NetworkConfig>> {
             address,
             prefix_len,
             next_hop: None,
+            mtu: match n.mtu {
+                Some(v) => to_u16(int_in(&at("mtu"), v, 576..=9216, "an MTU in bytes")?),
+                None => 1500,
+            },
         };
         if address == net.network_address() || address == net.broadcast() {
             let which = if address == net.network_address() { "network" } else { "broadcast" };
@@ -696,6 +703,8 @@ fn services(
             }
         };
         let timeouts = timeouts(&at("timeouts"), &s.timeouts, *gateway_timeouts)?;
+        let proxy_protocol = s.proxy_protocol.unwrap_or(false);
+        let proxy = proxy_settings(&at, s, proxy_protocol)?;
         services.push(ServiceConfig {
             name: s.name.clone(),
             provider: s.provider.clone(),
@@ -705,11 +714,77 @@ fn services(
             visibility,
             auto_approval,
             echo,
-            proxy_protocol: s.proxy_protocol.unwrap_or(false),
+            proxy_protocol,
+            proxy,
             timeouts,
         });
     }
     Ok(services)
+}
+
+/// The `proxy_*` keys of a service; each needs `proxy_protocol = true`.
+fn proxy_settings(at: &impl Fn(&str) -> String, s: &RawService, on: bool) -> Result<ProxySettings> {
+    let mut settings = ProxySettings::default();
+    let off = |key: &str, value: String| {
+        err(at(key), value, "set while proxy_protocol is off; add proxy_protocol = true or remove the key")
+    };
+    if let Some(text) = &s.proxy_placement {
+        if !on {
+            return Err(off("proxy_placement", q(text)));
+        }
+        settings.placement = match text.as_str() {
+            "on_handshake_ack" => ProxyPlacement::OnHandshakeAck,
+            "on_first_data" => ProxyPlacement::OnFirstData,
+            _ => {
+                return Err(err(
+                    at("proxy_placement"),
+                    q(text),
+                    "unknown placement; expected \"on_handshake_ack\" or \"on_first_data\"",
+                ))
+            }
+        };
+    }
+    if let Some(v) = s.proxy_header_budget {
+        if !on {
+            return Err(off("proxy_header_budget", v.to_string()));
+        }
+        let e = int_in(&at("proxy_header_budget"), v, 28..=255, "a header length in bytes");
+        let v = e.map_err(|e| ConfigError {
+            problem: format!("{} (28 fits the addresses alone; Debian 12's nginx reads at most 107)", e.problem),
+            ..e
+        })?;
+        settings.header_budget = to_u16(v);
+    }
+    if let Some(list) = &s.proxy_probe_sources {
+        if !on {
+            return Err(off("proxy_probe_sources", q_list(list)));
+        }
+        for (k, text) in list.iter().enumerate() {
+            let path = at(&format!("proxy_probe_sources[{k}]"));
+            let malformed = || {
+                err(&path, q(text), "expected an address or a prefix, such as \"198.18.0.99\" or \"198.18.0.64/26\"")
+            };
+            let (ip, len) = match text.split_once('/') {
+                Some((ip, len)) => {
+                    let len: u8 = len.parse().map_err(|_| malformed())?;
+                    if len > 32 {
+                        return Err(err(
+                            &path,
+                            q(text),
+                            format!("prefix length /{len} is out of range; it must be 0 to 32"),
+                        ));
+                    }
+                    (ip.parse::<Ipv4Addr>().map_err(|_| malformed())?, len)
+                }
+                None => (text.parse::<Ipv4Addr>().map_err(|_| malformed())?, 32),
+            };
+            if settings.probe_sources.contains(&(ip, len)) {
+                return Err(err(&path, q(text), "listed twice"));
+            }
+            settings.probe_sources.push((ip, len));
+        }
+    }
+    Ok(settings)
 }
 
 fn check_count(path: &str, count: usize, what: &str, owner: &str) -> Result<()> {

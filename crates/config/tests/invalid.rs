@@ -89,9 +89,9 @@ fn cases() -> Vec<(String, &'static str)> {
             "gateway.workers = \"two\": invalid type: string \"two\", expected an integer (line 4, column 11)",
         ),
         (
-            edit("interface = \"veth-gw-c\"\n", "interface = \"veth-gw-c\"\nmtu = 1500\n"),
-            "networks[0].mtu: unknown field `mtu`, expected one of `name`, `interface`, `vlan`, `address`, \
-             `next_hop` (line 9, column 1)",
+            edit("interface = \"veth-gw-c\"\n", "interface = \"veth-gw-c\"\nmru = 1500\n"),
+            "networks[0].mru: unknown field `mru`, expected one of `name`, `interface`, `vlan`, `address`, \
+             `next_hop`, `mtu` (line 9, column 1)",
         ),
         (edit("interface = \"veth-gw-p\"\n", ""), "networks[1]: missing field `interface` (line 11, column 1)"),
         (
@@ -407,6 +407,39 @@ fn cases() -> Vec<(String, &'static str)> {
         (
             edit("auto_approval = [\"team-a\"]", "auto_approval = [\"team-a\"]\necho = \"drop\""),
             "services[0].echo = \"drop\": unknown echo mode; expected \"reply\" or \"forward\"",
+        ),
+        (
+            edit("auto_approval = [\"team-a\"]", "auto_approval = [\"team-a\"]\nproxy_placement = \"on_first_data\""),
+            "services[0].proxy_placement = \"on_first_data\": set while proxy_protocol is off; add proxy_protocol = true or remove the key",
+        ),
+        (
+            edit(
+                "auto_approval = [\"team-a\"]",
+                "auto_approval = [\"team-a\"]\nproxy_protocol = true\nproxy_placement = \"first_data\"",
+            ),
+            "services[0].proxy_placement = \"first_data\": unknown placement; expected \"on_handshake_ack\" or \"on_first_data\"",
+        ),
+        (
+            edit("auto_approval = [\"team-a\"]", "auto_approval = [\"team-a\"]\nproxy_protocol = true\nproxy_header_budget = 16"),
+            "services[0].proxy_header_budget = 16: out of range; a header length in bytes is 28 to 255 (28 fits the addresses alone; Debian 12's nginx reads at most 107)",
+        ),
+        (
+            edit(
+                "auto_approval = [\"team-a\"]",
+                "auto_approval = [\"team-a\"]\nproxy_protocol = true\nproxy_probe_sources = [\"198.18.0.99\", \"198.18.0.0/33\"]",
+            ),
+            "services[0].proxy_probe_sources[1] = \"198.18.0.0/33\": prefix length /33 is out of range; it must be 0 to 32",
+        ),
+        (
+            edit(
+                "auto_approval = [\"team-a\"]",
+                "auto_approval = [\"team-a\"]\nproxy_protocol = true\nproxy_probe_sources = [\"probe-host\"]",
+            ),
+            "services[0].proxy_probe_sources[0] = \"probe-host\": expected an address or a prefix, such as \"198.18.0.99\" or \"198.18.0.64/26\"",
+        ),
+        (
+            edit("address = \"198.18.0.1/24\"\n\n[[networks]]", "address = \"198.18.0.1/24\"\nmtu = 100\n\n[[networks]]"),
+            "networks[0].mtu = 100: out of range; an MTU in bytes is 576 to 9216",
         ),
     ]
 }

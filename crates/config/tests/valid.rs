@@ -115,6 +115,9 @@ visibility = ["team-a", "team-c"]
 auto_approval = ["team-a"]
 echo = "forward"
 proxy_protocol = true
+proxy_placement = "on_first_data"
+proxy_header_budget = 64
+proxy_probe_sources = ["198.18.0.99", "198.18.0.64/26"]
 [services.timeouts]
 tcp_established = "3h"
 udp = "2m"
@@ -170,6 +173,14 @@ service = "api"
     assert_eq!(api.timeouts, gt);
     assert_eq!(web.echo, EchoMode::Forward);
     assert!(web.proxy_protocol);
+    assert_eq!(web.proxy.placement, config::ProxyPlacement::OnFirstData);
+    assert_eq!(web.proxy.header_budget, 64);
+    assert_eq!(
+        web.proxy.probe_sources,
+        vec![("198.18.0.99".parse().unwrap(), 32), ("198.18.0.64".parse().unwrap(), 26)]
+    );
+    assert_eq!(api.proxy, config::ProxySettings::default());
+    assert_eq!(api.proxy.header_budget, 107);
     // Visibility and auto-approval.
     assert!(c.is_visible(web, "team-c") && !c.is_auto_approved(web, "team-c"));
     assert!(c.is_visible(web, "team-a") && c.is_auto_approved(web, "team-a"));

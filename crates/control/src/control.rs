@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use config::Config;
-use datapath::{ConnectionState, EchoMode, Endpoint, Model, Network, Service, ServiceId, SharedModel};
+use datapath::{
+    ConnectionState, EchoMode, Endpoint, Model, Network, Placement, ProxyProtocol, Service, ServiceId, SharedModel,
+};
 use flow::NetworkId;
 use io::PortId;
 use serde::Serialize;
@@ -370,6 +372,7 @@ impl Control {
                 address: n.address,
                 prefix_len: n.prefix_len,
                 next_hop: n.next_hop,
+                mtu: n.mtu,
             })
             .collect();
         let mut services = Vec::new();
@@ -396,6 +399,14 @@ impl Control {
                     config::EchoMode::Forward => EchoMode::Forward,
                 },
                 timeouts: s.timeouts,
+                proxy: s.proxy_protocol.then(|| ProxyProtocol {
+                    placement: match s.proxy.placement {
+                        config::ProxyPlacement::OnHandshakeAck => Placement::OnHandshakeAck,
+                        config::ProxyPlacement::OnFirstData => Placement::OnFirstData,
+                    },
+                    header_budget: s.proxy.header_budget,
+                    probe_sources: s.proxy.probe_sources.clone(),
+                }),
             });
         }
         let mut endpoints = Vec::new();

@@ -99,6 +99,14 @@ named_enum! {
         NoBuffer = "no_buffer",
         /// The flow's endpoint was revoked or deleted.
         FlowRevoked = "flow_revoked",
+        /// A segment that must carry the PROXY header is larger than the egress MTU allows (a
+        /// GRO/LRO super-frame): never spliced into, the client's retransmission gets the header.
+        ProxyOversize = "pp_oversize",
+        /// A TCP segment other than SYN without a flow, to a PROXY v2 service: a flow cannot
+        /// start mid-stream, its header position is unknown (a RST was sent unless it was a RST).
+        ProxyMidstream = "pp_midstream",
+        /// The PROXY header with the policy's TLVs would exceed the service's budget: refused.
+        ProxyHeaderTooLong = "pp_header_too_long",
     }
 }
 
@@ -135,6 +143,27 @@ named_enum! {
         IcmpErrorsTranslated = "icmp_errors_translated",
         /// Model snapshots picked up.
         Snapshots = "snapshots",
+        /// PROXY v2 headers put on a client segment for the first time.
+        ProxyHeadersInserted = "pp_hdr_inserted",
+        /// PROXY v2 headers put again on a client segment starting at the header's place (the
+        /// client's retransmissions).
+        ProxyHeadersReprepended = "pp_hdr_reprepended",
+        /// Client handshake ACKs turned into the header segment (OnHandshakeAck).
+        ProxyAcksConverted = "pp_hdr_converted_ack",
+        /// Header segments the gateway retransmitted on its own timer.
+        ProxyTimerRetransmits = "pp_hdr_timer_tx",
+        /// Connections reset because the server never acknowledged the header.
+        ProxyGiveups = "pp_hdr_giveup",
+        /// Client segments split because header and data did not fit one segment.
+        ProxySplits = "pp_split",
+        /// Server ACKs inside the header clamped to its start.
+        ProxyAcksClamped = "pp_ack_clamped",
+        /// SACK blocks that mapped to nothing (they covered only the header) and were removed.
+        ProxySackBlocksRemoved = "pp_sack_block_removed",
+        /// SYN-ACK MSS options lowered by the header length.
+        ProxyMssClamped = "pp_mss_clamped",
+        /// Connections from probe sources given a LOCAL header.
+        ProxyLocalHeaders = "pp_local_headers",
     }
 }
 

@@ -267,3 +267,63 @@ pub fn icmp_error_in_place<B: PacketBuf>(
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     true
 }
+
+/// A TCP segment the gateway builds itself (the PROXY v2 header segment it retransmits).
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    /// Source address and port.
+    pub src: (Ipv4Addr, u16),
+    /// Destination address and port.
+    pub dst: (Ipv4Addr, u16),
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (the ACK flag is set).
+    pub ack: u32,
+    /// Flags (ACK is forced on).
+    pub flags: TcpFlags,
+    /// Window, unscaled as on the wire.
+    pub window: u16,
+    /// The timestamps option, when the connection uses it.
+    pub timestamps: Option<(u32, u32)>,
+    /// IPv4 identification.
+    pub ident: u16,
+}
+
+/// Writes an IPv4 TCP segment with `payload` at `l3` (DF set, ECN Not-ECT: RFC 3168 forbids ECT
+/// on retransmissions) and sets the frame length.
+pub fn tcp_segment<B: PacketBuf>(buf: &mut B, l3: usize, segment: &Segment, payload: &[u8]) -> bool {
+    let tcp = TcpRepr {
+        src_port: segment.src.1,
+        dst_port: segment.dst.1,
+        seq_number: SeqNumber(segment.seq),
+        ack_number: Some(SeqNumber(segment.ack)),
+        flags: segment.flags | TcpFlags::ACK,
+        window_len: segment.window,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: segment.timestamps,
+        payload,
+    };
+    let ip = Ipv4Repr {
+        src_addr: segment.src.0,
+        dst_addr: segment.dst.0,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: TTL,
+        ident: segment.ident,
+        dont_frag: true,
+        dscp: 0,
+        ecn: 0,
+    };
+    let total = l3 + ip.buffer_len() + tcp.buffer_len();
+    if !buf.set_len(total) {
+        return false;
+    }
+    let data = buf.data_mut();
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut data[l3..]));
+    let l4 = l3 + ip.buffer_len();
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut data[l4..]), segment.src.0, segment.dst.0);
+    true
+}

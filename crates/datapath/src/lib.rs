@@ -14,13 +14,16 @@ mod craft;
 pub mod model;
 pub mod neighbor;
 pub mod policy;
+pub mod proxy;
 pub mod telemetry;
 mod worker;
 
 pub use counters::{Counters, DropReason, Event, SharedCounters};
 pub use model::{
     Address, ConnectionState, EchoMode, Endpoint, EndpointId, Model, ModelError, Network, Service, ServiceId,
+    DEFAULT_MTU,
 };
 pub use policy::{AllowApproved, ConnectRequest, ConnectVerdict, Policy, TlvError, Tlvs, MAX_TLV_BYTES};
+pub use proxy::{Placement, ProxyProtocol};
 pub use telemetry::{FlowSample, LinkStats, Telemetry, WorkerReport};
 pub use worker::{FlowState, Mailboxes, Message, Rewrite, SharedModel, Worker, WorkerConfig};

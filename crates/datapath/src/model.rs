@@ -13,6 +13,8 @@ use flow::{NetworkId, Timeouts};
 use io::PortId;
 use wire::EthernetAddress;
 
+use crate::proxy::ProxyProtocol;
+
 /// Index of a service in [`Model::services`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct ServiceId(pub u32);
@@ -38,7 +40,13 @@ pub struct Network {
     pub prefix_len: u8,
     /// Router for destinations outside the subnet; `None` means everything is on-link.
     pub next_hop: Option<Ipv4Addr>,
+    /// The largest IP packet the network carries (PROXY v2 insertion and MSS clamping keep
+    /// segments within it).
+    pub mtu: u16,
 }
+
+/// The MTU of a network that does not say (Ethernet).
+pub const DEFAULT_MTU: u16 = 1500;
 
 impl Network {
     /// True when `ip` is inside this network's on-link prefix.
@@ -84,6 +92,8 @@ pub struct Service {
     pub echo: EchoMode,
     /// Idle timeouts for this service's flows.
     pub timeouts: Timeouts,
+    /// PROXY protocol v2 insertion on TCP connections, when on.
+    pub proxy: Option<ProxyProtocol>,
 }
 
 /// Connection state of an endpoint (Azure Private Link's states).

@@ -37,6 +37,7 @@ use crate::craft::{self, ResetTo};
 use crate::model::{Address, ConnectionState, EchoMode, EndpointId, Model, ServiceId};
 use crate::neighbor::{NeighborSlot, Neighbors, Waiting};
 use crate::policy::{ConnectRequest, ConnectVerdict, Policy, Tlvs};
+use crate::proxy::{self, HeaderState, Placement, ProxyFlow, SeqMap, MAX_HEADER_LEN, MAX_SENDS};
 use crate::telemetry::{self, FlowSample, LinkStats, Telemetry, WorkerReport, SAMPLE_LIMIT};
 
 /// The model as the control plane publishes it: swapped atomically, read once per burst.
@@ -158,6 +159,10 @@ pub struct FlowState {
     pub packets: [u64; 2],
     /// Bytes (IP) per direction.
     pub bytes: [u64; 2],
+    /// The PROXY v2 sequence map, on flows of services with PROXY v2 on.
+    pub pp: Option<SeqMap>,
+    /// The PROXY v2 header and what the gateway needs to send it itself (cold, boxed).
+    pub proxy: Option<Box<ProxyFlow>>,
 }
 
 /// Worker settings.
@@ -300,6 +305,10 @@ pub struct Worker<I: PacketIo, P: Policy, C: Clock> {
     nat_holders: HashMap<Ipv4Addr, u64>,
     /// Totals of flows already freed, per link id.
     ended: HashMap<u32, LinkStats>,
+    /// PROXY v2 header segments the gateway owns, `(flow, C)`, until the server ACKs them.
+    pp_timers: Vec<(FlowId, u32)>,
+    /// IPv4 identification for segments the gateway builds.
+    ip_ident: u16,
 }
 
 impl<I: PacketIo, P: Policy, C: Clock> std::fmt::Debug for Worker<I, P, C> {
@@ -381,6 +390,8 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             next_report: now,
             nat_holders: HashMap::new(),
             ended: HashMap::new(),
+            pp_timers: Vec::new(),
+            ip_ident: 0,
         };
         worker.adopt_nat_ips();
         worker
@@ -766,8 +777,245 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         flow.packets[d] += 1;
         flow.bytes[d] += (p.l4_end - p.l3) as u64;
         let rewrite = flow.rewrite[d];
+        let pp = flow.pp;
         apply_rewrite(buf.data_mut(), p, &rewrite);
+        if let Some(map) = pp {
+            return self.proxy_segment(id, direction, map, buf, p, &rewrite);
+        }
         self.transmit(buf, p.l3, &rewrite);
+    }
+
+    /// PROXY v2 on an established flow: once the header is acknowledged, client segments only
+    /// shift by `L` and server ACKs (and SACK blocks) map back; everything else is the slow part.
+    #[inline]
+    fn proxy_segment(
+        &mut self,
+        id: FlowId,
+        direction: Direction,
+        map: SeqMap,
+        mut buf: I::Buf,
+        p: &Parsed,
+        rewrite: &Rewrite,
+    ) {
+        let flags = p.tcp_flags;
+        if map.state == HeaderState::Acked && !flags.syn() {
+            let seg = &mut buf.data_mut()[p.l4..p.l4_end];
+            match direction {
+                Direction::ToService => {
+                    let consumes = p.payload_len > 0 || flags.fin();
+                    if !(consumes && p.seq == map.c) {
+                        proxy::shift_seq(seg, map.len);
+                        return self.transmit(buf, p.l3, rewrite);
+                    }
+                }
+                Direction::ToConsumer => {
+                    if flags.ack() {
+                        if map.clamps(p.ack) {
+                            self.counters.event(Event::ProxyAcksClamped);
+                        }
+                        proxy::set_ack(seg, map.map_ack(p.ack));
+                    }
+                    if proxy::options_need_scan(seg) {
+                        let removed = proxy::map_sack(seg, &map);
+                        self.counters.events[Event::ProxySackBlocksRemoved as usize] += u64::from(removed);
+                    }
+                    return self.transmit(buf, p.l3, rewrite);
+                }
+            }
+        }
+        self.proxy_slow(id, direction, map, buf, p, rewrite);
+    }
+
+    /// PROXY v2 until the header is acknowledged, and every client segment that starts at `C`.
+    #[cold]
+    #[inline(never)]
+    fn proxy_slow(
+        &mut self,
+        id: FlowId,
+        direction: Direction,
+        mut map: SeqMap,
+        mut buf: I::Buf,
+        p: &Parsed,
+        rewrite: &Rewrite,
+    ) {
+        let now = self.now;
+        let Some(entry) = self.flows.get_mut(id) else {
+            return self.drop_packet(DropReason::FlowClosed, buf);
+        };
+        let Some(mut cold) = entry.value.proxy.take() else {
+            return self.transmit(buf, p.l3, rewrite);
+        };
+        let flags = p.tcp_flags;
+        let consumes = p.payload_len > 0 || flags.fin();
+        let mut outcome = Ok(None);
+        match direction {
+            Direction::ToConsumer => {
+                let seg = &mut buf.data_mut()[p.l4..p.l4_end];
+                if flags.syn() && flags.ack() {
+                    cold.server_isn = Some(p.seq);
+                    if proxy::clamp_mss(seg, map.len, cold.mtu) {
+                        self.counters.event(Event::ProxyMssClamped);
+                    }
+                }
+                if flags.ack() {
+                    if map.clamps(p.ack) {
+                        self.counters.event(Event::ProxyAcksClamped);
+                    }
+                    proxy::set_ack(seg, map.map_ack(p.ack));
+                    if map.state != HeaderState::Acked && proxy::dist(p.ack, map.c) >= map.len as i32 {
+                        map.state = HeaderState::Acked;
+                        cold.timer_armed = false;
+                    }
+                }
+                if proxy::options_need_scan(seg) {
+                    let removed = proxy::map_sack(seg, &map);
+                    self.counters.events[Event::ProxySackBlocksRemoved as usize] += u64::from(removed);
+                }
+            }
+            Direction::ToService if flags.syn() => {
+                // A SYN (retransmitted): unchanged, except that TCP Fast Open data is dropped so
+                // that the client sends it again at C, where it gets the header.
+                outcome = strip_syn_data(&mut buf, p, rewrite).map(|()| None);
+            }
+            Direction::ToService => {
+                if map.state != HeaderState::Acked {
+                    let seg = &buf.data()[p.l4..p.l4_end];
+                    cold.last_ack = p.ack;
+                    cold.last_win = u16::from_be_bytes([seg[14], seg[15]]);
+                    cold.timestamps = proxy::timestamps(seg);
+                }
+                let convert = !consumes
+                    && !flags.rst()
+                    && !flags.syn()
+                    && flags.ack()
+                    && p.seq == map.c
+                    && cold.placement == Placement::OnHandshakeAck
+                    && cold.server_isn.is_some()
+                    && map.state != HeaderState::Acked
+                    && (map.state == HeaderState::Pending || now.saturating_duration_since(cold.last_tx) >= cold.rto);
+                if (consumes && p.seq == map.c) || convert {
+                    let header = &cold.header[..map.len as usize];
+                    outcome = insert_header(&mut buf, p, rewrite, header, cold.mtu, &mut self.io);
+                    if outcome.is_ok() {
+                        self.counters.event(match (convert, map.state) {
+                            (true, _) => Event::ProxyAcksConverted,
+                            (false, HeaderState::Pending) => Event::ProxyHeadersInserted,
+                            (false, _) => Event::ProxyHeadersReprepended,
+                        });
+                        if convert {
+                            if map.state == HeaderState::InFlight {
+                                cold.rto = cold.rto.saturating_mul(2);
+                            }
+                            cold.sends = cold.sends.saturating_add(1);
+                            cold.last_tx = now;
+                            if !cold.timer_armed {
+                                cold.timer_armed = true;
+                                self.pp_timers.push((id, map.c));
+                            }
+                        }
+                        if map.state == HeaderState::Pending {
+                            map.state = HeaderState::InFlight;
+                        }
+                    }
+                } else {
+                    proxy::shift_seq(&mut buf.data_mut()[p.l4..p.l4_end], map.shift(p.seq, consumes));
+                }
+            }
+        }
+        entry.value.pp = Some(map);
+        entry.value.proxy = Some(cold);
+        match outcome {
+            Ok(second) => {
+                self.transmit(buf, p.l3, rewrite);
+                if let Some(second) = second {
+                    self.counters.event(Event::ProxySplits);
+                    self.counters.event(Event::Generated);
+                    self.transmit_generated(second, p.l3, rewrite);
+                }
+            }
+            Err(reason) => self.drop_packet(reason, buf),
+        }
+    }
+
+    /// Like `transmit`, for a frame the gateway built (counted as generated, not forwarded).
+    #[cold]
+    fn transmit_generated(&mut self, mut buf: I::Buf, l2_len: usize, rewrite: &Rewrite) {
+        let Some(mac) = self.neighbors.mac(rewrite.neighbor) else { return };
+        if craft::write_l2(&mut buf, l2_len, mac, rewrite.src_mac, rewrite.vlan, EtherType::Ipv4).is_some() {
+            self.send(rewrite.port, buf);
+        }
+    }
+
+    /// Retransmits the header segments the gateway owns whose timer ran out; gives up (resets
+    /// both ways) after [`MAX_SENDS`] sends.
+    #[cold]
+    fn proxy_timers(&mut self) {
+        let now = self.now;
+        let mut i = 0;
+        while i < self.pp_timers.len() {
+            let (id, c) = self.pp_timers[i];
+            let Some(entry) = self.flows.get_mut(id) else {
+                self.pp_timers.swap_remove(i);
+                continue;
+            };
+            let live = entry.state == EntryState::Live;
+            let flow = &mut entry.value;
+            let (Some(map), Some(cold)) = (flow.pp, flow.proxy.as_deref_mut()) else {
+                self.pp_timers.swap_remove(i);
+                continue;
+            };
+            if !live || map.c != c || map.state != HeaderState::InFlight || !cold.timer_armed {
+                self.pp_timers.swap_remove(i);
+                continue;
+            }
+            if now.saturating_duration_since(cold.last_tx) < cold.rto {
+                i += 1;
+                continue;
+            }
+            if cold.sends >= MAX_SENDS {
+                cold.timer_armed = false;
+                self.pp_timers.swap_remove(i);
+                self.reset_flow(id, Event::ProxyGiveups);
+                continue;
+            }
+            cold.sends += 1;
+            cold.last_tx = now;
+            cold.rto = cold.rto.saturating_mul(2);
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let len = map.len as usize;
+            header[..len].copy_from_slice(&cold.header[..len]);
+            let segment = craft::Segment {
+                src: (*flow.rewrite[0].src.ip(), flow.rewrite[0].src.port()),
+                dst: (*flow.rewrite[0].dst.ip(), flow.rewrite[0].dst.port()),
+                seq: c,
+                ack: cold.last_ack,
+                flags: TcpFlags::ACK | TcpFlags::PSH,
+                window: cold.last_win,
+                timestamps: cold.timestamps,
+                ident: 0,
+            };
+            let rewrite = flow.rewrite[0];
+            i += 1;
+            self.send_segment(&rewrite, segment, &header[..len]);
+            self.counters.event(Event::ProxyTimerRetransmits);
+        }
+    }
+
+    /// Builds and sends a TCP segment along `rewrite` (its next hop and L2 header).
+    #[cold]
+    fn send_segment(&mut self, rewrite: &Rewrite, mut segment: craft::Segment, payload: &[u8]) {
+        let Some(mac) = self.neighbors.mac(rewrite.neighbor) else { return };
+        let Some(mut buf) = self.io.alloc() else { return };
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        segment.ident = self.ip_ident;
+        if buf.set_len(0) {
+            if let Some(l2) = craft::write_l2(&mut buf, 0, mac, rewrite.src_mac, rewrite.vlan, EtherType::Ipv4) {
+                if craft::tcp_segment(&mut buf, l2, &segment, payload) {
+                    self.counters.event(Event::Generated);
+                    self.send(rewrite.port, buf);
+                }
+            }
+        }
     }
 
     /// Writes the L2 header for `rewrite`'s egress and sends, or waits for the neighbour.
@@ -879,10 +1127,11 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         if p.protocol == Protocol::Tcp {
             let flags = p.tcp_flags;
             if !flags.syn() || flags.ack() || flags.rst() || flags.fin() {
+                let reason = if service.proxy.is_some() { DropReason::ProxyMidstream } else { DropReason::TcpNoFlow };
                 if flags.rst() {
-                    return self.drop_packet(DropReason::TcpNoFlow, buf);
+                    return self.drop_packet(reason, buf);
                 }
-                return self.refuse(buf, p, DropReason::TcpNoFlow);
+                return self.refuse(buf, p, reason);
             }
         }
         if p.ttl <= 1 {
@@ -905,6 +1154,19 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             ConnectVerdict::Allow => {}
             ConnectVerdict::Deny => return self.drop_packet(DropReason::PolicyDenied, buf),
             ConnectVerdict::Reset => return self.refuse(buf, p, DropReason::PolicyReset),
+        }
+        // PROXY v2: the header is built now, from the consumer's own address and the TLVs the
+        // policy gave; a header over the service's budget refuses the connection.
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let mut header_len = 0;
+        let mut local = false;
+        let proxy_settings = service.proxy.as_ref().filter(|_| p.protocol == Protocol::Tcp);
+        if let Some(settings) = proxy_settings {
+            local = settings.is_probe(p.src);
+            match proxy::build_header(&mut header, local, source, destination, &self.tlvs, settings.header_budget) {
+                Ok(n) => header_len = n,
+                Err(proxy::TooLong) => return self.refuse(buf, p, DropReason::ProxyHeaderTooLong),
+            }
         }
 
         // Backend: a hash of the consumer's source, so a consumer's flows spread but are stable.
@@ -1001,12 +1263,22 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             next_seq: [0; 2],
             packets: [0; 2],
             bytes: [0; 2],
+            pp: proxy_settings.map(|_| SeqMap {
+                c: p.seq.wrapping_add(1),
+                len: u32::try_from(header_len).unwrap_or(0),
+                state: HeaderState::Pending,
+            }),
+            proxy: proxy_settings
+                .map(|s| Box::new(ProxyFlow::new(&header[..header_len], s.placement, provider.mtu, self.now))),
         };
         let forward = FlowKey::new(p.network, p.protocol, source, destination);
         let reverse = FlowKey::new(service.network, p.protocol, backend, nat);
         match self.flows.insert(forward, reverse, state, self.now + transitory) {
             Ok(id) => {
                 self.counters.event(Event::FlowsCreated);
+                if local {
+                    self.counters.event(Event::ProxyLocalHeaders);
+                }
                 if self.telemetry.is_some() {
                     self.ended.entry(endpoint.link_id).or_default().flows_created += 1;
                 }
@@ -1124,7 +1396,17 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         }
         let d = index(direction);
         let out = entry.value.rewrite[d];
-        let undo = entry.value.rewrite[1 - d].l4_delta.negate();
+        let mut undo = entry.value.rewrite[1 - d].l4_delta.negate();
+        if let (Some(map), Direction::ToConsumer, Protocol::Tcp) = (entry.value.pp, direction, quoted.protocol) {
+            // The quoted segment went to the server shifted by the PROXY header: map its
+            // sequence number back, or the client's TCP ignores the error as out of window.
+            let at = p.l4 + quoted.l4 + 4;
+            let data = buf.data_mut();
+            let old = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            let new = map.map_ack(old);
+            data[at..at + 4].copy_from_slice(&new.to_be_bytes());
+            undo = undo.replace32(old, new);
+        }
         translate_icmp_error(buf.data_mut(), p, &quoted, &out, undo);
         self.counters.event(Event::IcmpErrorsTranslated);
         self.transmit(buf, p.l3, &out);
@@ -1250,18 +1532,29 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
 
     #[cold]
     fn revoke(&mut self, id: FlowId) {
+        self.reset_flow(id, Event::FlowsRevoked);
+    }
+
+    /// Ends a flow now, resetting an open TCP connection both ways, and counts `event`.
+    #[cold]
+    fn reset_flow(&mut self, id: FlowId, event: Event) {
         let Some(entry) = self.flows.get(id) else { return };
         let flow = &entry.value;
         let open_tcp = flow.tcp.is_some_and(|tcp| !tcp.is_closed());
         let [to_service, to_consumer] = flow.rewrite;
         let [seq_to_service, seq_to_consumer] = flow.next_seq;
+        // Towards the server, client sequence numbers are shifted by the PROXY header once sent.
+        let server_seq = match flow.pp {
+            Some(map) => seq_to_service.wrapping_add(map.shift(seq_to_service, true)),
+            None => seq_to_service,
+        };
         let until = self.now + flow.cooldown;
         if open_tcp {
             self.send_reset(&to_consumer, seq_to_consumer, seq_to_service);
-            self.send_reset(&to_service, seq_to_service, seq_to_consumer);
+            self.send_reset(&to_service, server_seq, seq_to_consumer);
         }
         self.flows.cool(id, until);
-        self.counters.event(Event::FlowsRevoked);
+        self.counters.event(event);
     }
 
     /// Sends a RST|ACK along `rewrite` (its source and destination) with `seq` and `ack`.
@@ -1305,6 +1598,9 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
         if slots > 0 {
             self.sweep_credit -= (slots as u64) << 16;
             self.sweep(slots);
+        }
+        if !self.pp_timers.is_empty() {
+            self.proxy_timers();
         }
         if self.telemetry.is_some() {
             self.report_step();
@@ -1632,4 +1928,113 @@ fn translate_icmp_error(data: &mut [u8], p: &Parsed, quoted: &QuotedPacket, out:
     icmp[2..4].copy_from_slice(&[0, 0]);
     let sum = checksum::data(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Drops the data of a SYN (TCP Fast Open) on a PROXY flow and turns its Fast Open option into
+/// NOPs; the client sends that data again after the handshake, at `C`.
+fn strip_syn_data<B: PacketBuf>(buf: &mut B, p: &Parsed, rewrite: &Rewrite) -> Result<(), DropReason> {
+    let (src, dst) = (*rewrite.src.ip(), *rewrite.dst.ip());
+    let data = buf.data_mut();
+    let has_option = proxy::options_need_scan(&data[p.l4..p.l4_end]) && proxy::has_fast_open(&data[p.l4..p.l4_end]);
+    if !has_option && p.payload_len == 0 {
+        return Ok(());
+    }
+    // Checked as received, then rebuilt: a corrupted SYN is never "repaired".
+    if !TcpPacket::new_unchecked(&data[p.l4..p.l4_end]).verify_checksum_v4(src, dst) {
+        return Err(DropReason::L4BadChecksum);
+    }
+    proxy::strip_fast_open(&mut data[p.l4..p.l4_end]);
+    let header_end = p.l4_end - p.payload_len;
+    let total = u16::try_from(header_end - p.l3).map_err(|_| DropReason::L4Malformed)?;
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[p.l3..]);
+        ip.set_total_len(total);
+        ip.fill_checksum();
+    }
+    TcpPacket::new_unchecked(&mut data[p.l4..header_end]).fill_checksum_v4(src, dst);
+    if !buf.set_len(header_end) {
+        return Err(DropReason::NoBuffer);
+    }
+    Ok(())
+}
+
+/// Puts `header` in front of the segment's data (the segment starts at `C`), or makes it the
+/// data of a pure ACK, and sets PSH. When header and data do not fit the egress MTU, the rest of
+/// the data goes into a second segment, returned for sending after this one. The segment's
+/// checksum is verified first and recomputed after: a corrupted segment is never "repaired".
+fn insert_header<B: PacketBuf, I: PacketIo<Buf = B>>(
+    buf: &mut B,
+    p: &Parsed,
+    rewrite: &Rewrite,
+    header: &[u8],
+    mtu: u16,
+    io: &mut I,
+) -> Result<Option<B>, DropReason> {
+    let (src, dst) = (*rewrite.src.ip(), *rewrite.dst.ip());
+    let l = header.len();
+    if p.l4_end - p.l3 > usize::from(mtu) {
+        return Err(DropReason::ProxyOversize);
+    }
+    if !TcpPacket::new_unchecked(&buf.data()[p.l4..p.l4_end]).verify_checksum_v4(src, dst) {
+        return Err(DropReason::L4BadChecksum);
+    }
+    let thl = proxy::header_len(&buf.data()[p.l4..p.l4_end]);
+    let data_at = p.l4 + thl;
+    let max_seg = usize::from(mtu).saturating_sub(data_at - p.l3);
+    if max_seg <= l {
+        return Err(DropReason::ProxyOversize);
+    }
+    let flags = p.tcp_flags;
+    let mut first = p.payload_len;
+    let mut second = None;
+    if l + p.payload_len > max_seg {
+        // Split: the header and as much data as fits, then the rest with the original PSH/FIN.
+        first = max_seg - l;
+        let Some(mut rest) = io.alloc() else { return Err(DropReason::NoBuffer) };
+        let rest_len = p.payload_len - first;
+        if !rest.set_len(data_at + rest_len) {
+            return Err(DropReason::NoBuffer);
+        }
+        let data = buf.data();
+        let out = rest.data_mut();
+        out[..data_at].copy_from_slice(&data[..data_at]);
+        out[data_at..].copy_from_slice(&data[data_at + first..p.l4_end]);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut out[p.l3..]);
+            ip.set_total_len(u16::try_from(data_at + rest_len - p.l3).map_err(|_| DropReason::L4Malformed)?);
+            ip.set_ident(ip.ident().wrapping_add(1));
+            ip.fill_checksum();
+        }
+        let mut tcp = TcpPacket::new_unchecked(&mut out[p.l4..]);
+        tcp.set_seq_number(SeqNumber(p.seq.wrapping_add(u32::try_from(max_seg).unwrap_or(0))));
+        tcp.fill_checksum_v4(src, dst);
+        second = Some(rest);
+    }
+    let end = data_at + l + first;
+    if !buf.set_len(end.max(p.l4_end)) {
+        return Err(DropReason::NoBuffer);
+    }
+    let data = buf.data_mut();
+    data.copy_within(data_at..data_at + first, data_at + l);
+    data[data_at..data_at + l].copy_from_slice(header);
+    let total = u16::try_from(end - p.l3).map_err(|_| DropReason::L4Malformed)?;
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[p.l3..]);
+        ip.set_total_len(total);
+        ip.fill_checksum();
+    }
+    {
+        let mut tcp = TcpPacket::new_unchecked(&mut data[p.l4..end]);
+        let flags = if second.is_some() {
+            flags.with(TcpFlags::FIN, false).with(TcpFlags::PSH, false)
+        } else {
+            flags.with(TcpFlags::PSH, true)
+        };
+        tcp.set_flags(flags);
+        tcp.fill_checksum_v4(src, dst);
+    }
+    if !buf.set_len(end) {
+        return Err(DropReason::NoBuffer);
+    }
+    Ok(second)
 }

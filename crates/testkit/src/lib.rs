@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use datapath::{
     AllowApproved, ConnectionState, Counters, EchoMode, Endpoint, Mailboxes, Model, Network, Policy, Service,
-    ServiceId, SharedModel, Worker, WorkerConfig,
+    ServiceId, SharedModel, Worker, WorkerConfig, DEFAULT_MTU,
 };
 use etherparse::{Icmpv4Type, PacketBuilder, VlanId};
 use flow::{Instant, ManualClock, NetworkId, Timeouts};
@@ -70,6 +70,7 @@ pub fn standard_networks() -> Vec<Network> {
             address: GW_IP,
             prefix_len: 24,
             next_hop: None,
+            mtu: DEFAULT_MTU,
         },
         Network {
             name: "provider".into(),
@@ -79,6 +80,7 @@ pub fn standard_networks() -> Vec<Network> {
             address: GW_IP,
             prefix_len: 24,
             next_hop: None,
+            mtu: DEFAULT_MTU,
         },
     ]
 }
@@ -93,6 +95,7 @@ pub fn standard_service() -> Service {
         nat_ips: vec![NAT_IP],
         echo: EchoMode::Forward,
         timeouts: Timeouts::default(),
+        proxy: None,
     }
 }
 
