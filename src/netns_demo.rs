@@ -106,6 +106,7 @@ fn config(dir: &Path) -> String {
 io = "afpacket"
 workers = 1
 state_dir = "{dir}/state"
+plugins_dir = "{dir}/plugins"
 [gateway.admin]
 socket = "{dir}/admin.sock"
 [[networks]]
@@ -123,6 +124,7 @@ network = "provider"
 backends = ["198.18.0.10:8080"]
 nat_ips = ["198.18.0.200"]
 visibility = ["team-a"]
+proxy_protocol = true
 [[endpoints]]
 name = "web-for-team-a"
 account = "team-a"
@@ -205,7 +207,16 @@ pub fn run() -> anyhow::Result<()> {
     }
 
     println!("\n2. The service `web` starts in the provider network, and the gateway between the two.");
+    println!("   The service has PROXY protocol v2 on, and the gateway loads the example plugin");
+    println!("   azure-link-id, which puts the endpoint's link id into every connection's header.");
     std::fs::write(demo.dir.join("overlink.toml"), config(&demo.dir))?;
+    let plugins = demo.dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let (_, wasm) = policy::EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == "azure-link-id")
+        .ok_or_else(|| anyhow!("the azure-link-id example plugin is not built into this binary"))?;
+    std::fs::write(plugins.join("10-azure-link-id.wasm"), wasm)?;
     demo.spawn(PROVIDER, &["demo-serve", "198.18.0.10:8080"], "service.log")?;
     let conf = demo.dir.join("overlink.toml").display().to_string();
     demo.spawn(GATEWAY, &["run", "--config", &conf], "gateway.log")?;
@@ -241,8 +252,10 @@ pub fn run() -> anyhow::Result<()> {
 
     println!("\n5. Who connected, as the service sees it:");
     print!("{}", indent(demo.log("service.log").trim_end()));
-    println!("   The service saw the NAT IP 198.18.0.200, not 198.18.0.7 — an address its own network also");
-    println!("   has. (With PROXY v2, a later step, it will also get 198.18.0.7 and the endpoint's link id.)");
+    println!("   The TCP peer is the NAT IP 198.18.0.200: 198.18.0.7 is an address the provider network");
+    println!("   has too, so the gateway cannot use it there. The PROXY v2 header the gateway put in front");
+    println!("   of the stream (without terminating TCP) carries the consumer's real address 198.18.0.7");
+    println!("   and the endpoint's link id (TLV 0xEE), like Azure Private Link does.");
 
     println!("\n6. The gateway's counters:");
     print!("{}", indent(&demo.ctl(&["stats"])?));
@@ -250,21 +263,56 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `demo-serve ADDR`: answers each connection with one line naming the peer, and logs it.
+/// `demo-serve ADDR`: reads the PROXY v2 header the gateway puts in front of each connection,
+/// answers with one line naming the peer and the consumer, and logs both.
 pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let peer = stream.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-        println!("service: connection from {peer}");
-        let _ = std::io::stdout().flush();
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut request = [0u8; 256];
-        let n = stream.read(&mut request).unwrap_or(0);
-        let asked = String::from_utf8_lossy(&request[..n]).trim().to_string();
-        let _ = writeln!(stream, "hello from `web` in the provider network; you are {peer} (you said: {asked})");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 512];
+        // Read until the header is complete and the client's line has arrived.
+        let (consumer, rest) = loop {
+            match wire::proxy::Header::parse(&buf) {
+                Ok((header, len)) => break (describe(&header), buf[len..].to_vec()),
+                Err(wire::Error::Truncated) if buf.len() < 1024 => {}
+                Err(_) => break ("no valid PROXY v2 header".to_string(), buf.clone()),
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break ("the stream ended before a PROXY v2 header".to_string(), buf.clone()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let mut said = rest;
+        if !said.contains(&b'\n') {
+            let n = stream.read(&mut chunk).unwrap_or(0);
+            said.extend_from_slice(&chunk[..n]);
+        }
+        let asked = String::from_utf8_lossy(&said).trim().to_string();
+        println!("service: TCP connection from {peer}; {consumer}");
+        let _ = std::io::stdout().flush();
+        let _ = writeln!(stream, "hello from `web`; TCP peer {peer}, {consumer} (you said: {asked})");
     }
     Ok(())
+}
+
+/// The header in words: the consumer's address and the Azure link id TLV.
+fn describe(header: &wire::proxy::Header<'_>) -> String {
+    let addresses = match header.addresses() {
+        wire::proxy::Addresses::Ipv4 { src, dst } => format!("PROXY v2 says the consumer is {src} (it dialled {dst})"),
+        wire::proxy::Addresses::Ipv6 { src, dst } => format!("PROXY v2 says the consumer is {src} (it dialled {dst})"),
+        wire::proxy::Addresses::Unspec => "PROXY v2 LOCAL header (a health probe)".to_string(),
+    };
+    let link = header.tlvs().filter_map(Result::ok).find_map(|(kind, value)| {
+        (kind == wire::proxy::TLV_AZURE && value.len() == 5 && value[0] == wire::proxy::AZURE_SUBTYPE_LINK_ID)
+            .then(|| u32::from_le_bytes([value[1], value[2], value[3], value[4]]))
+    });
+    match link {
+        Some(id) => format!("{addresses}, link id {id} (0x{id:08x})"),
+        None => addresses,
+    }
 }
 
 /// `demo-fetch ADDR`: connects (2 s timeout), says hello, prints the answer.

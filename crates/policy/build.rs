@@ -71,6 +71,22 @@ fn main() {
         writeln!(list, "    ({:?}, {:?}),", plugin.name, path).expect("writing to a String");
     }
     list.push_str("];\n");
+    // The example plugins (not the hostile test ones), embedded in the library for the demo.
+    let mut examples = String::from(
+        "/// The example plugins of `plugins/examples`, compiled: (name, `.wasm` component bytes).\n\
+         pub const EXAMPLES: &[(&str, &[u8])] = &[\n",
+    );
+    for plugin in plugins.iter().filter(|p| !p.name.starts_with("testing/")) {
+        let path = artifacts.join(&plugin.file_name);
+        let path = path.to_str().unwrap_or_else(|| fail(&format!("{} is not UTF-8", path.display())));
+        writeln!(examples, "    ({:?}, include_bytes!({:?})),", plugin.name, path).expect("writing to a String");
+    }
+    examples.push_str("];\n");
+    let examples_path = out_dir.join("examples.rs");
+    if fs::read_to_string(&examples_path).ok().as_deref() != Some(examples.as_str()) {
+        fs::write(&examples_path, examples)
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", examples_path.display())));
+    }
     let list_path = out_dir.join("plugins.rs");
     // Rewrite only on change, so an unchanged list does not look new to anything watching it.
     if fs::read_to_string(&list_path).ok().as_deref() != Some(list.as_str()) {

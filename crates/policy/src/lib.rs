@@ -37,6 +37,8 @@ pub use host::{HostError, Limits, Plugin, PluginError, PolicyHost};
 pub use run::{EndpointHooks, WasmPolicy};
 pub use stats::{FailureKind, PluginStats};
 
+include!(concat!(env!("OUT_DIR"), "/examples.rs"));
+
 /// The generated bindings for the contract (private: the public API speaks datapath/control types).
 mod bindings {
     wasmtime::component::bindgen!({
