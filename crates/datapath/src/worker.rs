@@ -12,7 +12,8 @@
 //! responder (ARP, ICMP echo), ICMP error translation, or a counted drop. Only the slow path
 //! allocates, and only there is the policy called.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -305,8 +306,9 @@ pub struct Worker<I: PacketIo, P: Policy, C: Clock> {
     nat_holders: HashMap<Ipv4Addr, u64>,
     /// Totals of flows already freed, per link id.
     ended: HashMap<u32, LinkStats>,
-    /// PROXY v2 header segments the gateway owns, `(flow, C)`, until the server ACKs them.
-    pp_timers: Vec<(FlowId, u32)>,
+    /// Deadlines of the PROXY v2 header segments the gateway owns: `(deadline, flow, C)`, one per
+    /// send; an entry whose flow was acknowledged, ended or sent again since is skipped.
+    pp_timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     /// IPv4 identification for segments the gateway builds.
     ip_ident: u16,
 }
@@ -390,7 +392,7 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
             next_report: now,
             nat_holders: HashMap::new(),
             ended: HashMap::new(),
-            pp_timers: Vec::new(),
+            pp_timers: BinaryHeap::new(),
             ip_ident: 0,
         };
         worker.adopt_nat_ips();
@@ -908,10 +910,8 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
                             }
                             cold.sends = cold.sends.saturating_add(1);
                             cold.last_tx = now;
-                            if !cold.timer_armed {
-                                cold.timer_armed = true;
-                                self.pp_timers.push((id, map.c));
-                            }
+                            cold.timer_armed = true;
+                            self.pp_timers.push(Reverse((now + cold.rto, id.0, map.c)));
                         }
                         if map.state == HeaderState::Pending {
                             map.state = HeaderState::InFlight;
@@ -947,40 +947,33 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
     }
 
     /// Retransmits the header segments the gateway owns whose timer ran out; gives up (resets
-    /// both ways) after [`MAX_SENDS`] sends.
+    /// both ways) after [`MAX_SENDS`] sends. Only due deadlines are looked at.
     #[cold]
     fn proxy_timers(&mut self) {
         let now = self.now;
-        let mut i = 0;
-        while i < self.pp_timers.len() {
-            let (id, c) = self.pp_timers[i];
-            let Some(entry) = self.flows.get_mut(id) else {
-                self.pp_timers.swap_remove(i);
-                continue;
-            };
+        while let Some(&Reverse((deadline, slot, c))) = self.pp_timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.pp_timers.pop();
+            let id = FlowId(slot);
+            let Some(entry) = self.flows.get_mut(id) else { continue };
             let live = entry.state == EntryState::Live;
             let flow = &mut entry.value;
-            let (Some(map), Some(cold)) = (flow.pp, flow.proxy.as_deref_mut()) else {
-                self.pp_timers.swap_remove(i);
-                continue;
-            };
-            if !live || map.c != c || map.state != HeaderState::InFlight || !cold.timer_armed {
-                self.pp_timers.swap_remove(i);
-                continue;
-            }
-            if now.saturating_duration_since(cold.last_tx) < cold.rto {
-                i += 1;
+            let (Some(map), Some(cold)) = (flow.pp, flow.proxy.as_deref_mut()) else { continue };
+            let current = cold.timer_armed && cold.last_tx + cold.rto == deadline;
+            if !live || map.c != c || map.state != HeaderState::InFlight || !current {
                 continue;
             }
             if cold.sends >= MAX_SENDS {
                 cold.timer_armed = false;
-                self.pp_timers.swap_remove(i);
                 self.reset_flow(id, Event::ProxyGiveups);
                 continue;
             }
             cold.sends += 1;
             cold.last_tx = now;
             cold.rto = cold.rto.saturating_mul(2);
+            self.pp_timers.push(Reverse((now + cold.rto, slot, c)));
             let mut header = [0u8; MAX_HEADER_LEN];
             let len = map.len as usize;
             header[..len].copy_from_slice(&cold.header[..len]);
@@ -995,7 +988,6 @@ impl<I: PacketIo, P: Policy, C: Clock> Worker<I, P, C> {
                 ident: 0,
             };
             let rewrite = flow.rewrite[0];
-            i += 1;
             self.send_segment(&rewrite, segment, &header[..len]);
             self.counters.event(Event::ProxyTimerRetransmits);
         }
