@@ -177,8 +177,9 @@ impl SeqMap {
 /// segment starts at `C`.
 #[derive(Clone, Debug)]
 pub struct ProxyFlow {
-    /// The header.
-    pub header: [u8; MAX_HEADER_LEN],
+    /// The header, exactly `L` bytes (allocated to size: most are far below the maximum, and
+    /// every byte of a fresh flow is memory the kernel must fault in).
+    pub header: Box<[u8]>,
     /// Where the header goes.
     pub placement: Placement,
     /// The provider network's MTU (egress towards the server).
@@ -205,11 +206,8 @@ pub struct ProxyFlow {
 impl ProxyFlow {
     /// A flow's cold state with `header[..len]`.
     pub fn new(header: &[u8], placement: Placement, mtu: u16, now: Instant) -> ProxyFlow {
-        let mut h = [0u8; MAX_HEADER_LEN];
-        let n = header.len().min(MAX_HEADER_LEN);
-        h[..n].copy_from_slice(&header[..n]);
         ProxyFlow {
-            header: h,
+            header: header[..header.len().min(MAX_HEADER_LEN)].into(),
             placement,
             mtu,
             server_isn: None,
