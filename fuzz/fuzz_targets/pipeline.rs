@@ -2,7 +2,7 @@
 //! invariants that must hold whatever the frames were.
 //!
 //! One `testkit::Harness` per process (the standard model: networks A and B with the same
-//! /24, one approved endpoint, two workers with 4096 flow slots each, neighbours learned),
+//! /24, one approved endpoint, PROXY v2 on for the service's TCP flows, two workers with 4096 flow slots each, neighbours learned),
 //! reused across inputs, so flows created by one input are met by later ones. An input is a
 //! sequence of records:
 //!
@@ -51,6 +51,14 @@ use datapath::{AllowApproved, ConnectionState, Event, WorkerConfig};
 use io::PortId;
 use libfuzzer_sys::fuzz_target;
 use testkit::{standard_model, Harness, APPROVED, GW_MAC_A, GW_MAC_B, PORT_A, PORT_B};
+
+/// The standard model with PROXY v2 on for the service: its TCP flows take the PROXY paths
+/// (header insertion, sequence and ACK/SACK mapping, MSS clamping, the gateway's retransmissions).
+fn model(state: ConnectionState) -> datapath::Model {
+    let mut m = standard_model(state, 2);
+    m.services[0].proxy = Some(datapath::ProxyProtocol::default());
+    m
+}
 use wire::checksum;
 
 const MAX_FRAMES: usize = 64;
@@ -81,7 +89,7 @@ fn setup() -> State {
     // `Harness::new` with a smaller flow table, so that a full sweep (bit 14), a model
     // revalidation and a full table all stay cheap enough to be fuzzed.
     let config = |_| WorkerConfig { flow_capacity: FLOW_CAPACITY, ..WorkerConfig::default() };
-    let mut h = Harness::build(standard_model(APPROVED, 2), 2, config, |_| AllowApproved);
+    let mut h = Harness::build(model(APPROVED), 2, config, |_| AllowApproved);
     h.learn_neighbors();
     let pool_total = h.pool.available();
     State {
@@ -105,7 +113,7 @@ fuzz_target!(|data: &[u8]| {
 fn one_input(st: &mut State, data: &[u8]) {
     st.last = [None, None];
     if st.model_changed {
-        st.h.publish(standard_model(APPROVED, 2));
+        st.h.publish(model(APPROVED));
         st.model_changed = false;
     }
     let mut rest = data;
@@ -141,7 +149,7 @@ fn one_input(st: &mut State, data: &[u8]) {
                 ConnectionState::Rejected,
                 ConnectionState::Disconnected,
             ][usize::from((word >> 12) & 3)];
-            st.h.publish(standard_model(state, 2));
+            st.h.publish(model(state));
             st.model_changed = true;
             st.h.run();
             collect(st);
