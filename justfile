@@ -12,7 +12,18 @@ test:
 bench:
     cargo bench --bench datapath 2>&1 | tee target/bench.log
     cargo bench -p overlink-policy --bench policy 2>&1 | tee -a target/bench.log
+    cargo bench --bench proxy 2>&1 | tee -a target/bench.log
+    ./scripts/bench-system.sh 2>&1 | tee -a target/bench.log
+    ./scripts/bench-dpdk.sh 2>&1 | tee -a target/bench.log
     @grep '^bench ' target/bench.log
+
+# System benchmark (root): overlink on AF_PACKET vs the kernel's nftables NAT between network namespaces.
+bench-system:
+    ./scripts/bench-system.sh
+
+# DPDK benchmark: overlink's NAT vs dpdk-testpmd --forward-mode=io on the same net_pcap vdevs.
+bench-dpdk:
+    ./scripts/bench-dpdk.sh
 
 # Fuzz each target for `secs` seconds (new inputs go to the git-ignored fuzz/corpus/; see fuzz/README.md).
 fuzz secs="60":

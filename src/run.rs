@@ -74,6 +74,15 @@ trait Backend: Send + Sync + 'static {
     fn warnings(&self, _io: &Self::Io) -> Vec<String> {
         Vec::new()
     }
+    /// Backend-specific per-port counters (name, value) of one worker's ports, for the exit
+    /// statistics: the reasons behind each port's RX-dropped and TX-dropped.
+    fn port_details(&self, _io: &Self::Io) -> Vec<Vec<(&'static str, u64)>> {
+        Vec::new()
+    }
+    /// Lines printed after the totals at exit (a device's own counters and link state).
+    fn report(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// In-memory ports: nothing arrives, nothing leaves. For trying the control plane and the admin
@@ -117,6 +126,92 @@ impl Backend for AfPacket {
     fn warnings(&self, io: &Self::Io) -> Vec<String> {
         (0..self.interfaces.len())
             .flat_map(|p| io.offload_warnings(PortId(u16::try_from(p).unwrap_or(u16::MAX))))
+            .collect()
+    }
+
+    fn port_details(&self, io: &Self::Io) -> Vec<Vec<(&'static str, u64)>> {
+        (0..self.interfaces.len())
+            .map(|p| {
+                let s = io.afpacket_stats(PortId(u16::try_from(p).unwrap_or(u16::MAX)));
+                vec![
+                    ("oversize", s.oversize),
+                    ("truncated", s.truncated),
+                    ("buffer_too_small", s.buffer_too_small),
+                    ("csum_failed", s.csum_failed),
+                    ("ring_overruns", s.ring_overruns),
+                    ("csum_completed", s.csum_completed),
+                    ("tx_ring_full", s.tx_ring_full),
+                    ("tx_too_big", s.tx_too_big),
+                ]
+            })
+            .collect()
+    }
+}
+
+/// DPDK poll-mode drivers: the EAL started from `gateway.dpdk_args`, port `i` the DPDK port named
+/// by the `i`-th distinct interface, one queue pair per worker.
+#[cfg(feature = "dpdk")]
+struct DpdkBackend {
+    dpdk: Arc<io_dpdk::Dpdk>,
+}
+
+#[cfg(feature = "dpdk")]
+impl DpdkBackend {
+    fn ports(&self) -> impl Iterator<Item = PortId> {
+        (0..self.dpdk.ports()).map(|p| PortId(u16::try_from(p).unwrap_or(u16::MAX)))
+    }
+}
+
+#[cfg(feature = "dpdk")]
+impl Backend for DpdkBackend {
+    type Io = io_dpdk::DpdkIo;
+
+    fn open(&self, worker: usize) -> anyhow::Result<Self::Io> {
+        Ok(self.dpdk.io(worker)?)
+    }
+
+    fn macs(&self, _io: &Self::Io) -> Vec<EthernetAddress> {
+        self.ports().map(|p| EthernetAddress(self.dpdk.mac(p))).collect()
+    }
+
+    fn warnings(&self, _io: &Self::Io) -> Vec<String> {
+        let d = &self.dpdk;
+        self.ports()
+            .filter(|&p| !d.link(p).up)
+            .map(|p| format!("DPDK port {} ({}): link down", p.0, d.name(p)))
+            .collect()
+    }
+
+    fn port_details(&self, io: &Self::Io) -> Vec<Vec<(&'static str, u64)>> {
+        self.ports()
+            .map(|p| {
+                let s = io.extra_stats(p);
+                vec![("multi_segment", s.multi_segment), ("tx_not_taken", s.tx_not_taken)]
+            })
+            .collect()
+    }
+
+    fn report(&self) -> Vec<String> {
+        let d = &self.dpdk;
+        self.ports()
+            .map(|p| {
+                let s = d.device_stats(p);
+                format!(
+                    "port {} ({}) device: RX-packets: {} RX-missed: {} RX-errors: {} RX-nombuf: {} TX-packets: {} \
+                     TX-errors: {} ({}, MAC {}, {})",
+                    p.0,
+                    d.name(p),
+                    s.ipackets,
+                    s.imissed,
+                    s.ierrors,
+                    s.rx_nombuf,
+                    s.opackets,
+                    s.oerrors,
+                    d.driver(p),
+                    EthernetAddress(d.mac(p)),
+                    d.link(p)
+                )
+            })
             .collect()
     }
 }
@@ -165,7 +260,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             let backend = AfPacket { interfaces: names, workers: config.gateway.workers };
             serve(config, backend, args)
         }
-        IoBackend::Dpdk => Err(anyhow!("io = \"dpdk\": this overlink was built without the `dpdk` feature")),
+        #[cfg(feature = "dpdk")]
+        IoBackend::Dpdk => {
+            let dpdk = io_dpdk::Dpdk::start(
+                &config.gateway.dpdk_args,
+                &names,
+                config.gateway.workers,
+                &io_dpdk::DpdkConfig::from_eal_args(&config.gateway.dpdk_args, config.gateway.workers),
+            )?;
+            let backend = DpdkBackend { dpdk };
+            for p in backend.ports() {
+                let d = &backend.dpdk;
+                let mac = EthernetAddress(d.mac(p));
+                eprintln!("overlink: DPDK port {} ({}, {}): MAC {mac}, {}", p.0, d.name(p), d.driver(p), d.link(p));
+            }
+            serve(config, backend, args)
+        }
+        #[cfg(not(feature = "dpdk"))]
+        IoBackend::Dpdk => Err(anyhow!(
+            "io = \"dpdk\": this overlink was built without DPDK; rebuild it with `cargo build --release --features \
+             dpdk` (needs libdpdk-dev and libclang-dev)"
+        )),
     }
 }
 
@@ -224,10 +339,13 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
     }
 
     let mailboxes = Mailboxes::new(workers, 4096);
+    // A fresh secret per run keys the flow-table hash and the NAT port order, so that consumers
+    // can neither aim hash collisions nor predict NAT ports (RFC 6056).
+    let seed = random_seed().context("cannot read /dev/urandom for the flow-table and NAT port seed")?;
     let mut counters: Vec<Arc<SharedCounters>> = Vec::new();
     let mut handles = Vec::new();
     for (w, io) in ios.into_iter().enumerate() {
-        let config = WorkerConfig { id: w, workers, flow_capacity, ..WorkerConfig::default() };
+        let config = WorkerConfig { id: w, workers, flow_capacity, seed, ..WorkerConfig::default() };
         let policy = match &watcher {
             Some((_, w)) => GatewayPolicy::Plugins(Box::new(
                 w.handle().worker_policy(config.id).with_model(model.clone()).with_clock(SystemClock::new()),
@@ -278,8 +396,19 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
     }
     eprintln!("overlink: stopping");
     shutdown.shutdown();
+    // Each worker hands its I/O back so the backend's own counters can be printed with the totals.
+    let mut details: Vec<Vec<(&'static str, u64)>> = Vec::new();
     for h in handles {
-        let _ = h.join();
+        if let Ok(worker) = h.join() {
+            for (i, port) in backend.port_details(worker.io()).into_iter().enumerate() {
+                if details.len() <= i {
+                    details.push(port.iter().map(|&(name, _)| (name, 0)).collect());
+                }
+                for (sum, (_, v)) in details[i].iter_mut().zip(port) {
+                    sum.1 += v;
+                }
+            }
+        }
     }
     match api_thread.join() {
         Ok(Ok(())) => {}
@@ -287,16 +416,28 @@ fn serve<B: Backend>(config: Config, backend: B, args: &RunArgs) -> anyhow::Resu
         Err(_) => eprintln!("overlink: the admin API thread panicked"),
     }
     print_stats("totals at exit", &port_names, &counters, true);
+    for (i, (name, port)) in port_names.iter().zip(&details).enumerate() {
+        let fields: Vec<String> = port.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("port {i} ({name}) backend: {}", fields.join(" "));
+    }
+    for line in backend.report() {
+        println!("{line}");
+    }
     Ok(())
 }
 
-fn run_worker<I: PacketIo, P: Policy>(mut worker: Worker<I, P, SystemClock>, core: Option<usize>, stop: &AtomicBool) {
+fn run_worker<I: PacketIo, P: Policy>(
+    mut worker: Worker<I, P, SystemClock>,
+    core: Option<usize>,
+    stop: &AtomicBool,
+) -> Worker<I, P, SystemClock> {
     if let Some(core) = core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
             eprintln!("overlink: could not pin a worker to core {core}; it runs unpinned");
         }
     }
     worker.run(stop);
+    worker
 }
 
 /// Prints per-port RX/TX/dropped and the drop reasons, like testpmd's statistics.
@@ -333,4 +474,12 @@ fn print_stats(title: &str, networks: &[String], counters: &[Arc<SharedCounters>
             println!("  drop {:<28} {}", reason.name(), total.dropped(*reason));
         }
     }
+}
+
+/// 64 random bits from the kernel.
+fn random_seed() -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
 }

@@ -73,9 +73,16 @@ pub struct RingConfig {
 impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {
-            rx_block_size: 1 << 20,
-            rx_blocks: 4,
-            rx_block_timeout_ms: 2,
+            // 32 blocks of 128 KiB (4 MiB, as many frames as 4 blocks of 1 MiB): the kernel
+            // retires a block after `rx_block_timeout_ms` however few frames it holds, so at low
+            // rates the ring covers `rx_blocks` timeouts of a worker that is not scheduled; with
+            // only 4 blocks that was 8 ms, and a busy machine lost frames at 2,000 packets/s.
+            // 128 KiB still holds a 64 KiB super-frame whole, so it is dropped as oversize.
+            // A frame waits at most one timeout for its block to be handed over, on every hop
+            // through the gateway: 1 ms rather than 2 ms nearly doubled new TCP connections/s.
+            rx_block_size: 1 << 17,
+            rx_blocks: 32,
+            rx_block_timeout_ms: 1,
             tx_frames: 1024,
             pool_buffers: 4096,
             promiscuous: false,
