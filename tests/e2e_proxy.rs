@@ -172,7 +172,11 @@ http {{
         d.join("nginx-error.log").display().to_string(),
     );
     t.spawn("nginx", &p, &["nginx", "-p", &prefix, "-e", &err, "-c", &conf, "-g", "daemon off;"]);
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.exec(&p, &["ss", "-Hltn", "src", "198.18.0.10:8080"]).stdout.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nginx did not listen: {}", t.log("nginx"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let (body, code) = t.curl(0, &format!("http://{WEB_EP}/"), 10);
     assert_eq!((body.trim(), code.as_str()), (CONSUMER, "200"), "gateway: {}", t.gateway_log());
