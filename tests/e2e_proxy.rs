@@ -27,11 +27,12 @@ const RECEIVER_ENV: &str = "OVERLINK_E2E_PROXY_RECEIVER";
 
 /// The endpoints: `web` (nginx :8080), `tlv` (our receiver :9000), `banner` (our server that
 /// speaks first, :2525), each with PROXY v2 on, in `on_handshake_ack` mode; `first` (the banner
-/// server again, in `on_first_data` mode).
+/// server again, in `on_first_data` mode); `tls` (nginx `ssl proxy_protocol` on :8443).
 const WEB_EP: &str = "198.18.0.50";
 const TLV_EP: &str = "198.18.0.51";
 const BANNER_EP: &str = "198.18.0.52";
 const FIRST_EP: &str = "198.18.0.53";
+const TLS_EP: &str = "198.18.0.54";
 
 fn config(dir: &Path) -> String {
     let mut s = format!(
@@ -59,6 +60,7 @@ address = "198.18.0.1/24"
         ("tlv", "198.18.0.10:9000", "198.18.0.201", "on_handshake_ack"),
         ("banner", "198.18.0.10:2525", "198.18.0.202", "on_handshake_ack"),
         ("first", "198.18.0.10:2525", "198.18.0.203", "on_first_data"),
+        ("tls", "198.18.0.10:8443", "198.18.0.204", "on_handshake_ack"),
     ] {
         s += &format!(
             "[[services]]\nname = \"{name}\"\nprovider = \"provider-b\"\nnetwork = \"provider\"\nbackends = [\"{backend}\"]\n\
@@ -71,6 +73,7 @@ address = "198.18.0.1/24"
         ("tlv-0", TLV_EP, 9000, "tlv"),
         ("banner-0", BANNER_EP, 25, "banner"),
         ("first-0", FIRST_EP, 25, "first"),
+        ("tls-0", TLS_EP, 443, "tls"),
     ] {
         s += &format!(
             "[[endpoints]]\nname = \"{name}\"\naccount = \"team-0\"\nnetwork = \"consumer-0\"\naddress = \"{address}\"\n\
@@ -160,11 +163,35 @@ http {{
         listen 198.18.0.10:8080 proxy_protocol;
         location / {{ default_type text/plain; return 200 "$proxy_protocol_addr\n"; }}
     }}
+    server {{
+        listen 198.18.0.10:8443 ssl proxy_protocol;
+        ssl_certificate {d}/tls.crt;
+        ssl_certificate_key {d}/tls.key;
+        location / {{ default_type text/plain; return 200 "tls $proxy_protocol_addr\n"; }}
+    }}
 }}
 "#,
         d = d.display()
     );
     std::fs::write(d.join("nginx.conf"), conf).unwrap();
+    need("openssl", "openssl");
+    let (key, crt) = (d.join("tls.key"), d.join("tls.crt"));
+    must(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=overlink-test",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
     let p = t.provider().to_string();
     let (prefix, conf, err) = (
         d.display().to_string(),
@@ -189,8 +216,13 @@ http {{
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.trim(), format!("50 {CONSUMER}"), "parallel curls: {text}");
 
+    // TLS behind the header: nginx's `ssl proxy_protocol` reads the header, then the ClientHello.
+    let out = t.exec(t.consumer(0), &["curl", "-s", "-k", "-m", "10", &format!("https://{TLS_EP}/")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("tls {CONSUMER}"), "{out:?}");
+
     let log = std::fs::read_to_string(d.join("pp.log")).unwrap();
-    let lines: Vec<&str> = log.lines().collect();
+    assert!(log.contains(&format!(" {TLS_EP}:443 via 198.18.0.204")), "{log}");
+    let lines: Vec<&str> = log.lines().filter(|l| !l.contains(":443 ")).collect();
     assert_eq!(lines.len(), 51, "{log}");
     for line in &lines {
         assert!(line.starts_with(&format!("{CONSUMER}:")), "{line}");
