@@ -12,10 +12,11 @@ set -euo pipefail
 # packet generator) and nftables (the sink's counter, and the kernel-NAT baseline) for
 # tests/e2e_traffic.rs, tests/e2e_robust.rs and scripts/bench-system.sh; apache2-utils (ab, TCP
 # connections per second) for scripts/bench-system.sh; openssl (a test certificate for nginx's
-# `ssl proxy_protocol` in tests/e2e_proxy.rs).
+# `ssl proxy_protocol` in tests/e2e_proxy.rs); procps (`kill`, `sysctl`: the tests stop their
+# processes and switch IPv6 off in their namespaces; minimal images lack it).
 APT_PACKAGES=(build-essential pkg-config prometheus iproute2 ethtool curl iputils-ping python3
   libdpdk-dev dpdk-dev libclang-dev
-  nginx iperf3 netsniff-ng nftables apache2-utils openssl)
+  nginx iperf3 netsniff-ng nftables apache2-utils openssl procps)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
