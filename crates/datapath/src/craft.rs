@@ -197,13 +197,18 @@ pub fn tcp_reset<B: PacketBuf>(buf: &mut B, l3: usize, reset: &ResetTo) -> bool 
         timestamp: None,
         payload: &[],
     };
+    emit_tcp(buf, l3, reset.src.0, reset.dst.0, 0, &tcp)
+}
+
+/// Writes an IPv4 header (DF, TTL [`TTL`], Not-ECT) and `tcp` at `l3`, and sets the frame length.
+fn emit_tcp<B: PacketBuf>(buf: &mut B, l3: usize, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, tcp: &TcpRepr) -> bool {
     let ip = Ipv4Repr {
-        src_addr: reset.src.0,
-        dst_addr: reset.dst.0,
+        src_addr: src,
+        dst_addr: dst,
         next_header: IpProtocol::Tcp,
         payload_len: tcp.buffer_len(),
         hop_limit: TTL,
-        ident: 0,
+        ident,
         dont_frag: true,
         dscp: 0,
         ecn: 0,
@@ -215,7 +220,7 @@ pub fn tcp_reset<B: PacketBuf>(buf: &mut B, l3: usize, reset: &ResetTo) -> bool 
     let data = buf.data_mut();
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut data[l3..]));
     let l4 = l3 + ip.buffer_len();
-    tcp.emit(&mut TcpPacket::new_unchecked(&mut data[l4..]), reset.src.0, reset.dst.0);
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut data[l4..]), src, dst);
     true
 }
 
@@ -306,24 +311,5 @@ pub fn tcp_segment<B: PacketBuf>(buf: &mut B, l3: usize, segment: &Segment, payl
         timestamp: segment.timestamps,
         payload,
     };
-    let ip = Ipv4Repr {
-        src_addr: segment.src.0,
-        dst_addr: segment.dst.0,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: TTL,
-        ident: segment.ident,
-        dont_frag: true,
-        dscp: 0,
-        ecn: 0,
-    };
-    let total = l3 + ip.buffer_len() + tcp.buffer_len();
-    if !buf.set_len(total) {
-        return false;
-    }
-    let data = buf.data_mut();
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut data[l3..]));
-    let l4 = l3 + ip.buffer_len();
-    tcp.emit(&mut TcpPacket::new_unchecked(&mut data[l4..]), segment.src.0, segment.dst.0);
-    true
+    emit_tcp(buf, l3, segment.src.0, segment.dst.0, segment.ident, &tcp)
 }
