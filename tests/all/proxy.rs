@@ -654,3 +654,29 @@ fn fix_checksums(frame: &mut [u8]) {
     let mut tcp = wire::TcpPacket::new_unchecked(&mut frame[34..]);
     tcp.fill_checksum_v4(src, dst);
 }
+
+#[test]
+fn the_mss_clamp_and_the_split_follow_the_provider_networks_mtu() {
+    let mut networks = standard_networks();
+    networks[1].mtu = 1400;
+    let mut service = standard_service();
+    service.proxy = Some(ProxyProtocol { placement: Placement::OnFirstData, ..ProxyProtocol::default() });
+    let model = Model::new(1, networks, vec![service], vec![standard_endpoint(APPROVED)], 1024..=65535, 1).unwrap();
+    let mut h = Harness::build(model, 1, |_| WorkerConfig::default(), |_| Azure { reset: false, extra: 0 });
+    h.learn_neighbors();
+    let (consumer, endpoint) = to_endpoint(40100);
+    let syn = Seg { seq: 1000, syn: true, options: syn_options(), ..Seg::default() };
+    let out = h.exchange(PORT_A, &build(l2_consumer(), consumer, endpoint, &syn));
+    let o = read(&out.b[0]);
+    let conn = Conn { consumer, endpoint, backend: o.dst, nat: o.src };
+    let syn_ack = Seg { seq: SERVER_ISN, ack: Some(C), syn: true, options: syn_options(), ..Seg::default() };
+    // min(1460, 1400 - 40) - 36.
+    let o = conn.one_to_consumer(&mut h, &syn_ack);
+    assert_eq!(o.options[0], TcpOptionElement::MaximumSegmentSize(1324));
+    // A 1400-byte first segment (with timestamps): header and data cannot share 1400 bytes of IP.
+    let out = conn.from_consumer(&mut h, &data(C, 5001, 1348));
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o.ip_len <= 1400), "{:?}", out.iter().map(|o| o.ip_len).collect::<Vec<_>>());
+    assert_eq!((out[0].seq, out[0].payload.len()), (C, 1348));
+    assert_eq!((out[1].seq, out[1].payload.len()), (C + 1348, 36));
+}
