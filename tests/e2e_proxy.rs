@@ -247,7 +247,7 @@ own = bytes.fromhex("0d0a0d0a000d0a515549540a" "21" "11" "000c" "0a090909" "0a09
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
 s.sendall(own + b"hello after a header of my own\n")
 s.shutdown(socket.SHUT_WR)
-print(s.recv(1000).decode().strip())
+print(s.makefile("rb").readline().decode().strip())
 "#;
     let answer = python(&t, "own-header.py", client, &[TLV_EP, "9000"]);
     assert!(answer.starts_with("ok "), "receiver answered: {answer}");
@@ -274,7 +274,7 @@ fn a_server_that_speaks_first_gets_the_header_without_client_data() {
 import socket, sys, time
 t0 = time.time()
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-banner = s.recv(1000).decode().strip()
+banner = s.makefile("rb").readline().decode().strip()
 print(banner, round(time.time() - t0, 3))
 "#;
     let out = python(&t, "banner.py", client, &[BANNER_EP, "25"]);
@@ -338,7 +338,7 @@ while sent < total:
     h.update(block)
     sent += len(block)
 s.shutdown(socket.SHUT_WR)
-print(s.recv(1000).decode().strip(), h.hexdigest())
+print(s.makefile("rb").readline().decode().strip(), h.hexdigest())
 "#;
     let start = std::time::Instant::now();
     let out = python(&t, "bulk.py", client, &[TLV_EP, "9000"]);
@@ -516,7 +516,8 @@ fn serve_tlv(mut s: TcpStream, dir: &str, n: usize) {
             }
         }
     }
-    let _ = writeln!(s, "ok {total}");
+    // One write: a formatted write may go out in pieces, and the client reads one line.
+    let _ = s.write_all(format!("ok {total}\n").as_bytes());
     println!("conn {src} {dst} {link} {total} {path}");
     std::io::stdout().flush().unwrap();
 }
@@ -525,7 +526,7 @@ fn serve_banner(mut s: TcpStream) {
     // A spec-following server that speaks first: it waits for the header, then greets.
     match read_header(&mut s) {
         Ok((src, _, _)) => {
-            let _ = write!(s, "220 {src} ready\r\n");
+            let _ = s.write_all(format!("220 {src} ready\r\n").as_bytes());
         }
         Err(e) => println!("FAIL banner: {e}"),
     }
